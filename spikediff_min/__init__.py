@@ -1,0 +1,10 @@
+"""spikediff_min: a minimal, from-scratch PyTorch Spiking-Diffusion.
+
+Liu et al. 2023, "Spiking-Diffusion: Vector Quantized Discrete Diffusion Model with Spiking
+Neural Networks", arXiv 2308.10187. One file per component; see README.md for the map.
+"""
+from .surrogate import atan, sigmoid
+from .lif import LIF
+
+__version__ = "0.1.0"
+from .layers import SeqToANN, ConvBNLIF, psp, membrane_readout

@@ -1,0 +1,83 @@
+"""Spiking building blocks (Spiking-Diffusion, SPEC section 3).
+
+- `SeqToANN`: apply an ordinary layer to a time-major tensor by folding [T, B] into one batch.
+- `ConvBNLIF`: the paper's block, Conv (or ConvTranspose) -> BatchNorm -> LIF, time-distributed.
+  With `neuron="relu"` the same block is the ANN twin's Conv -> BN -> ReLU (used with T = 1).
+- `psp`: the post-synaptic-potential filter p[t] = p[t-1] + (s[t] - p[t-1]) / tau_s, p[-1] = 0.
+- `membrane_readout`: the non-spiking output y = sum_t decay^(T-1-t) x[t] (decay 0.8).
+
+Time-invariant input ("direct coding": the same analog tensor at every step) is passed once as
+[B, ...] with `T=`; conv and BN then run once instead of T times. This computes the same thing:
+T identical copies give the same normalisation as one (BN still sees all T copies in training so
+the running variance gets the same unbiased correction).
+"""
+import torch
+import torch.nn as nn
+
+from .lif import LIF
+
+
+class SeqToANN(nn.Module):
+    """Wrap a layer so it maps [T, B, ...] -> [T, B, ...] by folding time into the batch."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        T, B = x.shape[:2]
+        y = self.module(x.flatten(0, 1))          # [T*B, ...]
+        return y.unflatten(0, (T, B))              # [T, B, ...]
+
+
+def make_neuron(neuron="lif", **lif_kwargs):
+    """'lif' -> LIF(**lif_kwargs); 'relu' -> ReLU (the ANN twin)."""
+    if neuron == "lif":
+        return LIF(**lif_kwargs)
+    if neuron == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown neuron {neuron!r}; choose 'lif' or 'relu'")
+
+
+class ConvBNLIF(nn.Module):
+    """Conv -> BatchNorm -> LIF on [T, B, C, H, W]; `transposed=True` uses ConvTranspose2d."""
+
+    def __init__(self, c_in, c_out, kernel_size=3, stride=1, padding=1, output_padding=0,
+                 transposed=False, neuron="lif", **lif_kwargs):
+        super().__init__()
+        if transposed:
+            self.conv = nn.ConvTranspose2d(c_in, c_out, kernel_size, stride, padding,
+                                           output_padding, bias=False)
+        else:
+            self.conv = nn.Conv2d(c_in, c_out, kernel_size, stride, padding, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.neuron = make_neuron(neuron, **lif_kwargs)
+
+    def forward(self, x, T=None):
+        if T is None:                                  # x: [T, B, C, H, W]
+            t, b = x.shape[:2]
+            y = self.bn(self.conv(x.flatten(0, 1))).unflatten(0, (t, b))
+        else:                                          # x: [B, C, H, W], same at every step
+            y = self.conv(x).unsqueeze(0).expand(T, -1, -1, -1, -1)   # conv once
+            if self.training:   # BN over all T copies, so running_var gets the T*B*H*W correction
+                y = self.bn(y.flatten(0, 1)).unflatten(0, (T, x.shape[0]))
+            else:
+                y = self.bn(y[0]).unsqueeze(0).expand(T, -1, -1, -1, -1)
+        return self.neuron(y)                          # [T, B, C_out, H', W']
+
+
+def psp(s, tau_s=2.0):
+    """Post-synaptic potential of spike trains s: [T, ...] -> [T, ...]."""
+    p, out = torch.zeros_like(s[0]), []
+    for s_t in s:
+        p = p + (s_t - p) / tau_s
+        out.append(p)
+    return torch.stack(out)
+
+
+def membrane_readout(x, decay=0.8):
+    """Leaky sum over time, y = sum_t decay^(T-1-t) x[t]: [T, ...] -> [...]."""
+    y = torch.zeros_like(x[0])
+    for x_t in x:
+        y = decay * y + x_t
+    return y

@@ -1,0 +1,188 @@
+"""The whole Spiking-Diffusion pipeline in one command (Liu et al. 2023, arXiv 2308.10187).
+
+    python spikediff_min/run_all.py                       # MNIST, cpu preset
+    python spikediff_min/run_all.py --dataset cifar10 --preset paper
+
+Stages, each skipped when its finished checkpoint is in --out (so a rerun resumes):
+1. train the VQ-SVAE (out/vq.pt)         2. encode the training set to tokens (out/tokens.pt)
+3. train the SDID (out/sdid.pt)          4. evaluate: reconstructions, a temperature sweep,
+   FID-10k / FID-1280 at the best setting (out/samples.npz), figures and results.json.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from spikediff_min import data, fid, plot
+from spikediff_min.evaluate import decode_all, encode_all, generate, reconstruction_metrics
+from spikediff_min.sdid import SDID, SDID_PRESETS, train_sdid
+from spikediff_min.sdid import config_from_preset as sdid_config
+from spikediff_min.train import CheckpointMismatch, NonFiniteLoss, atomic_save, load_checkpoint, pick_device
+from spikediff_min.vqsvae import VQ_PRESETS, VQSVAE, train_vqsvae
+from spikediff_min.vqsvae import config_from_preset as vq_config
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=data.DATASETS, help="which dataset (default mnist, embedded)")
+    p.add_argument("--preset", default="cpu", choices=sorted(VQ_PRESETS),
+                   help="paper: the paper's settings; cpu: tuned for a 2-core CPU in < 1 h; smoke: seconds, for tests")
+    p.add_argument("--out", help="folder for checkpoints, tokens and samples (default runs/<dataset>-<preset>)")
+    p.add_argument("--figures", help="folder for figures and results.json (default figures/<dataset>; "
+                                     "<out>/figures for the smoke preset)")
+    p.add_argument("--data-root", help="folder holding one subfolder per dataset (mnist/, fashion-mnist/, ...)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: cuda > mps > cpu)")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished checkpoint in --out")
+    p.add_argument("--seed", type=int, default=0, help="random seed for training and sampling")
+    p.add_argument("--fid-samples", type=int, default=10000, help="samples for the headline FID (0 skips FID)")
+    p.add_argument("--sweep-samples", type=int, default=2000, help="samples per setting in the temperature sweep")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+                   help="temperatures to sweep")
+    p.add_argument("--sampler", default="both", choices=["paper", "maskgit", "both"],
+                   help="paper: unmask w.p. 1/t over all steps; maskgit: confidence order; both: sweep both")
+    p.add_argument("--maskgit-steps", type=int, default=12, help="steps of the MaskGIT sampler")
+    g = p.add_argument_group("overrides of the preset (both stages unless named)")
+    g.add_argument("--T", type=int, help="SNN time steps")
+    g.add_argument("--batch-size", type=int, help="batch size")
+    g.add_argument("--lr", type=float, help="AdamW learning rate")
+    g.add_argument("--vq-epochs", type=float, help="VQ-SVAE epochs (fractions allowed)")
+    g.add_argument("--sdid-epochs", type=float, help="SDID epochs (fractions allowed)")
+    g.add_argument("--num-codes", type=int, help="codebook size K")
+    g.add_argument("--amp", choices=["on", "off"], help="bf16 autocast (fast only on CPUs with AMX/AVX512-BF16, and GPUs)")
+    return p.parse_args(argv)
+
+
+def configs(args, in_channels):
+    common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
+                                    amp=None if args.amp is None else args.amp == "on").items() if v is not None}
+    vq = vq_config(args.preset, in_channels=in_channels, **common,
+                   **({"epochs": args.vq_epochs} if args.vq_epochs is not None else {}))
+    sd = sdid_config(args.preset, **common, **({"epochs": args.sdid_epochs} if args.sdid_epochs is not None else {}))
+    return vq, sd
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def refuse_unfinished(path, args):
+    if os.path.exists(path) and not args.resume:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if not ck.get("done"):
+            sys.exit(f"error: {path} is an unfinished checkpoint (step {ck['step']}). "
+                     f"Pass --resume to continue it, or delete it to start over.")
+
+
+def train_stages(args, device, out, info):
+    x_train, _ = data.load_arrays(args.dataset, "train", root=args.data_root)
+    vq_cfg, sd_cfg = configs(args, x_train.shape[1])
+    meta = {"dataset": args.dataset}
+    for name in ("vq", "sdid"):
+        refuse_unfinished(os.path.join(out, f"{name}.pt"), args)
+
+    t0 = time.time()
+    vq, vq_hist = train_vqsvae(vq_cfg, x_train, os.path.join(out, "vq.pt"), device, args.seed, meta)
+    info.setdefault("vq", {"seconds": vq_hist.get("seconds"), "device": str(device)})
+
+    tok_path = os.path.join(out, "tokens.pt")
+    if os.path.exists(tok_path):
+        tokens = load_checkpoint(tok_path, vq_cfg, meta)["tokens"]
+    else:
+        t0 = time.time()
+        tokens = encode_all(vq, x_train, device)
+        atomic_save({"tokens": tokens, "config": asdict(vq_cfg), "meta": meta}, tok_path)
+        info["encode"] = {"seconds": time.time() - t0, "device": str(device)}
+    sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, tokens[0].numel()
+    sdid, sd_hist = train_sdid(sd_cfg, tokens, os.path.join(out, "sdid.pt"), device, args.seed, meta)
+    info.setdefault("sdid", {"seconds": sd_hist.get("seconds"), "device": str(device)})
+    return vq, sdid, {"VQ-SVAE": vq_hist, "SDID": sd_hist}
+
+
+def evaluate(args, vq, sdid, device, out, figs, results):
+    x_test, _ = data.load_arrays(args.dataset, "test", root=args.data_root)
+    rec, recon = reconstruction_metrics(vq, x_test, device)
+    plot.reconstructions(x_test, recon, path=os.path.join(figs, "reconstructions.png"))
+    results["reconstruction"] = rec
+    samplers = ["paper", "maskgit"] if args.sampler == "both" else [args.sampler]
+    gen = lambda n, temp, s, seed: generate(sdid, vq, n, temp, s, args.maskgit_steps, device, seed=seed)
+    if args.fid_samples <= 0:
+        images, secs = gen(100, 1.0, samplers[0], args.seed)
+        plot.image_grid(images, path=os.path.join(figs, "samples.png"))
+        return results
+    try:
+        real = fid.real_statistics(args.dataset, "test", root=args.data_root, device=device)
+        rec["fid"] = fid.frechet_distance(*fid.statistics(fid.inception_features(recon, device=device)), *real)
+        print(f"reconstruction FID (full test split): {rec['fid']:.2f}")
+        sweep = []
+        for s in samplers:
+            for temp in args.temperatures:
+                images, secs = gen(args.sweep_samples, temp, s, args.seed + 1)
+                f = fid.frechet_distance(*fid.statistics(fid.inception_features(images, device=device)), *real)
+                sweep.append({"sampler": s, "temperature": temp, "fid": f, "n": args.sweep_samples,
+                              "images_per_s": args.sweep_samples / secs})
+                print(f"sweep: {s} sampler, temperature {temp}: FID-{args.sweep_samples} {f:.2f}")
+        results["sweep"] = sweep
+        best = min(sweep, key=lambda r: r["fid"])
+        images, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
+        np.savez_compressed(os.path.join(out, "samples.npz"), images=images)
+        feats = fid.inception_features(images, device=device)
+        real_1280 = fid.real_statistics(args.dataset, "test", n=1280, root=args.data_root, device=device)
+        results.update({
+            "sampler": best["sampler"], "best_temperature": best["temperature"],
+            f"fid_{args.fid_samples}": fid.frechet_distance(*fid.statistics(feats), *real),
+            "fid_1280": fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280),
+            "sampling": {"seconds": secs, "images": args.fid_samples, "images_per_s": args.fid_samples / secs,
+                         "device": str(device)}})
+        for s in samplers:
+            rows = [r for r in sweep if r["sampler"] == s]
+            plot.fid_vs_temperature([r["temperature"] for r in rows], [r["fid"] for r in rows], rec["fid"],
+                                    path=os.path.join(figs, f"fid_vs_temperature_{s}.png"))
+    except fid.FIDUnavailable as e:
+        print(f"warning: FID skipped: {e}")
+        images, secs = gen(100, 1.0, samplers[0], args.seed)
+    plot.image_grid(images[:100], path=os.path.join(figs, "samples.png"))
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    out = args.out or os.path.join("runs", f"{args.dataset}-{args.preset}")
+    figs = args.figures or (os.path.join(out, "figures") if args.preset == "smoke" else os.path.join("figures", args.dataset))
+    os.makedirs(out, exist_ok=True)
+    info_path = os.path.join(out, "train_info.json")
+    info = json.load(open(info_path)) if os.path.exists(info_path) else {}
+    try:
+        vq, sdid, hists = train_stages(args, device, out, info)
+    except (NonFiniteLoss, CheckpointMismatch, data.DatasetError) as e:
+        sys.exit(f"error: {e}")
+    json.dump(info, open(info_path, "w"), indent=1)
+    plot.loss_curves(hists, path=os.path.join(figs, "loss_curves.png"))
+    results = {"dataset": args.dataset, "preset": args.preset, "training": info,
+               "vq_config": asdict(vq.cfg), "sdid_config": asdict(sdid.cfg),
+               "parameters": {"vq": sum(p.numel() for p in vq.parameters()),
+                              "sdid": sum(p.numel() for p in sdid.parameters())}}
+    evaluate(args, vq, sdid, device, out, figs, results)
+    results.update({"device": str(device), "torch": torch.__version__, "platform": platform.platform(),
+                    "cpu_threads": torch.get_num_threads(), "git_commit": git_commit(),
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python"] + sys.argv)})
+    os.makedirs(figs, exist_ok=True)
+    with open(os.path.join(figs, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(json.dumps({k: v for k, v in results.items() if "config" not in k}, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
