@@ -10,11 +10,30 @@ Time-invariant input ("direct coding": the same analog tensor at every step) is 
 [B, ...] with `T=`; conv and BN then run once instead of T times. This computes the same thing:
 T identical copies give the same normalisation as one (BN still sees all T copies in training so
 the running variance gets the same unbiased correction).
+
+Two module-level switches, for benchmarks/speed.py and the tests; neither changes the values:
+- `STATIC_ONCE = True`: run conv and BN of a time-invariant input once. False expands it to
+  [T, B, ...] and runs conv and BN on all T copies (the straightforward path).
+- `CHANNELS_LAST = False`: when True, the folded [T*B, C, H, W] input of every conv is made
+  channels_last (NHWC), the layout oneDNN and cuDNN run natively; conv and BN outputs stay NHWC
+  through the LIF loop and `torch.stack`, so later layers do not copy again. Weights stay as they
+  are (PyTorch reorders them per call; converting them once would outlive the switch).
+
+    import spikediff_min.layers as layers
+    layers.CHANNELS_LAST = True       # before the forward pass
 """
 import torch
 import torch.nn as nn
 
 from .lif import LIF
+
+STATIC_ONCE = True      # time-invariant input: conv + BN once instead of on T copies
+CHANNELS_LAST = False   # NHWC input to every conv (see the docstring)
+
+
+def _layout(x):
+    """[N, C, H, W] -> channels_last if CHANNELS_LAST (same values); other shapes unchanged."""
+    return x.contiguous(memory_format=torch.channels_last) if CHANNELS_LAST and x.dim() == 4 else x
 
 
 class SeqToANN(nn.Module):
@@ -26,7 +45,7 @@ class SeqToANN(nn.Module):
 
     def forward(self, x):
         T, B = x.shape[:2]
-        y = self.module(x.flatten(0, 1))          # [T*B, ...]
+        y = self.module(_layout(x.flatten(0, 1)))  # [T*B, ...]
         return y.unflatten(0, (T, B))              # [T, B, ...]
 
 
@@ -54,11 +73,13 @@ class ConvBNLIF(nn.Module):
         self.neuron = make_neuron(neuron, **lif_kwargs)
 
     def forward(self, x, T=None):
+        if T is not None and not STATIC_ONCE:          # T copies: [B, ...] -> [T, B, ...]
+            x, T = x.unsqueeze(0).expand(T, *x.shape), None
         if T is None:                                  # x: [T, B, C, H, W]
             t, b = x.shape[:2]
-            y = self.bn(self.conv(x.flatten(0, 1))).unflatten(0, (t, b))
+            y = self.bn(self.conv(_layout(x.flatten(0, 1)))).unflatten(0, (t, b))
         else:                                          # x: [B, C, H, W], same at every step
-            y = self.conv(x).unsqueeze(0).expand(T, -1, -1, -1, -1)   # conv once
+            y = self.conv(_layout(x)).unsqueeze(0).expand(T, -1, -1, -1, -1)   # conv once
             if self.training:   # BN over all T copies, so running_var gets the T*B*H*W correction
                 y = self.bn(y.flatten(0, 1)).unflatten(0, (T, x.shape[0]))
             else:
