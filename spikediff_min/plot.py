@@ -95,3 +95,81 @@ def bars(names, values, ylabel, title=None, path=None):
     if title:
         ax.set_title(title)
     return _finish(fig, path)
+
+
+# --- helpers for the tutorial notebooks -------------------------------------------------------
+
+def show(fig_or_path):
+    """Show a figure (then close it) or a saved image file in a notebook's output."""
+    from IPython.display import Image, display
+    if isinstance(fig_or_path, (str, os.PathLike)):
+        display(Image(filename=os.fspath(fig_or_path)))
+    else:
+        display(fig_or_path)
+        plt.close(fig_or_path)
+
+
+def curves(x, ys, xlabel, ylabel, title=None, logy=False, path=None):
+    """One line per entry of ys {label: values}, all against the same x."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for label, y in ys.items():
+        ax.plot(np.asarray(x), np.asarray(y), label=label, lw=1.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def membrane_trace(current, membrane, spikes, v_threshold=1.0, title=None, path=None):
+    """One neuron over time: input current X[t], charged membrane H[t] with the threshold, spikes S[t]."""
+    x, h, s = (np.asarray(a).reshape(-1) for a in (current, membrane, spikes))
+    t = np.arange(len(x))
+    fig, axes = plt.subplots(3, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [1, 2, 0.6]})
+    axes[0].step(t, x, where="mid", color="tab:blue")
+    axes[0].set_ylabel("input X[t]")
+    axes[1].plot(t, h, ".-", color="tab:orange", label="membrane H[t] (before reset)")
+    axes[1].axhline(v_threshold, color="k", ls="--", lw=1, label="threshold")
+    axes[1].set_ylabel("H[t]")
+    axes[1].legend(loc="upper right", fontsize=8)
+    axes[2].vlines(t[s > 0], 0, 1, color="k")
+    axes[2].set_yticks([])
+    axes[2].set_ylabel("S[t]")
+    axes[2].set_xlabel("time step t")
+    if title:
+        axes[0].set_title(title)
+    return _finish(fig, path)
+
+
+def token_grids(grids, mask_id, titles=None, numbers=True, path=None):
+    """Token grids [N, h, w] side by side; MASK (= mask_id) cells grey, ids written in the cells."""
+    g = np.asarray(grids)
+    fig, axes = plt.subplots(1, len(g), figsize=(2.2 * len(g), 2.4), squeeze=False)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("lightgrey")
+    for i, (ax, grid) in enumerate(zip(axes[0], g)):
+        ax.imshow(np.ma.masked_equal(grid, mask_id), cmap=cmap, vmin=0, vmax=mask_id - 1)
+        if numbers:
+            for (r, c), v in np.ndenumerate(grid):
+                ax.text(c, r, "M" if v == mask_id else str(v), ha="center", va="center", fontsize=6,
+                        color="k" if v == mask_id else "w")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    return _finish(fig, path)
+
+
+def codebook_usage(counts, path=None):
+    """How often each code was chosen, codes sorted from most to least used."""
+    c = np.sort(np.asarray(counts))[::-1]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(np.arange(len(c)), c, width=1.0)
+    ax.set_yscale("log")          # one background code usually dominates
+    ax.set_xlabel("code (sorted by use)")
+    ax.set_ylabel("count (log scale)")
+    ax.set_title(f"{int((c > 0).sum())} of {len(c)} codes used")
+    return _finish(fig, path)

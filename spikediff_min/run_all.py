@@ -6,7 +6,8 @@
 Stages, each skipped when its finished checkpoint is in --out (so a rerun resumes):
 1. train the VQ-SVAE (out/vq.pt)         2. encode the training set to tokens (out/tokens.pt)
 3. train the SDID (out/sdid.pt)          4. evaluate: reconstructions, a temperature sweep,
-   FID-10k / FID-1280 at the best setting (out/samples.npz), figures and results.json.
+   FID-10k / FID-1280 at the best setting (out/samples.npz), energy per image (SPEC section 8),
+   figures and results.json.
 """
 import argparse
 import json
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from spikediff_min import data, fid, plot
+from spikediff_min.energy import E_AC_PJ, E_MAC_PJ, energy_per_generated_image, energy_per_reconstruction
 from spikediff_min.evaluate import decode_all, encode_all, generate, reconstruction_metrics
 from spikediff_min.sdid import SDID, SDID_PRESETS, train_sdid
 from spikediff_min.sdid import config_from_preset as sdid_config
@@ -42,12 +44,15 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue an unfinished checkpoint in --out")
     p.add_argument("--seed", type=int, default=0, help="random seed for training and sampling")
     p.add_argument("--fid-samples", type=int, default=10000, help="samples for the headline FID (0 skips FID)")
+    p.add_argument("--fid-real", type=int, help="real test images for FID statistics (default: the full test split)")
     p.add_argument("--sweep-samples", type=int, default=2000, help="samples per setting in the temperature sweep")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
                    help="temperatures to sweep")
     p.add_argument("--sampler", default="both", choices=["paper", "maskgit", "both"],
                    help="paper: unmask w.p. 1/t over all steps; maskgit: confidence order; both: sweep both")
     p.add_argument("--maskgit-steps", type=int, default=12, help="steps of the MaskGIT sampler")
+    p.add_argument("--energy-samples", type=int, default=100,
+                   help="images for the energy estimate (reconstructed and generated; 0 skips it)")
     g = p.add_argument_group("overrides of the preset (both stages unless named)")
     g.add_argument("--T", type=int, help="SNN time steps")
     g.add_argument("--batch-size", type=int, help="batch size")
@@ -56,11 +61,16 @@ def parse_args(argv=None):
     g.add_argument("--sdid-epochs", type=float, help="SDID epochs (fractions allowed)")
     g.add_argument("--num-codes", type=int, help="codebook size K")
     g.add_argument("--amp", choices=["on", "off"], help="bf16 autocast (fast only on CPUs with AMX/AVX512-BF16, and GPUs)")
-    return p.parse_args(argv)
+    g.add_argument("--neuron", choices=["lif", "relu"], help="relu: the ANN twin, with T = 1 unless --T is given")
+    args = p.parse_args(argv)
+    if args.neuron == "relu" and args.T is None:
+        args.T = 1
+    return args
 
 
 def configs(args, in_channels):
     common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
+                                    neuron=args.neuron,
                                     amp=None if args.amp is None else args.amp == "on").items() if v is not None}
     vq = vq_config(args.preset, in_channels=in_channels, **common,
                    **({"epochs": args.vq_epochs} if args.vq_epochs is not None else {}))
@@ -70,8 +80,9 @@ def configs(args, in_channels):
 
 def git_commit():
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                           cwd=os.path.dirname(os.path.abspath(__file__)))
+        return r.stdout.strip() if r.returncode == 0 else None
     except OSError:
         return None
 
@@ -84,27 +95,35 @@ def refuse_unfinished(path, args):
                      f"Pass --resume to continue it, or delete it to start over.")
 
 
+def checkpoint_done(path):
+    return os.path.exists(path) and torch.load(path, map_location="cpu", weights_only=True).get("done", False)
+
+
 def train_stages(args, device, out, info):
-    x_train, _ = data.load_arrays(args.dataset, "train", root=args.data_root)
+    """Stages 1-3; a stage whose finished checkpoint exists is loaded, not retrained."""
+    vq_path, tok_path, sd_path = (os.path.join(out, f) for f in ("vq.pt", "tokens.pt", "sdid.pt"))
+    for path in (vq_path, sd_path):
+        refuse_unfinished(path, args)
+    both_done = checkpoint_done(vq_path) and checkpoint_done(sd_path)
+    # the training images are only needed for training; a finished run loads no training data
+    x_train, _ = data.load_arrays(args.dataset, "test" if both_done else "train", root=args.data_root)
     vq_cfg, sd_cfg = configs(args, x_train.shape[1])
     meta = {"dataset": args.dataset}
-    for name in ("vq", "sdid"):
-        refuse_unfinished(os.path.join(out, f"{name}.pt"), args)
 
-    t0 = time.time()
-    vq, vq_hist = train_vqsvae(vq_cfg, x_train, os.path.join(out, "vq.pt"), device, args.seed, meta)
+    vq, vq_hist = train_vqsvae(vq_cfg, x_train, vq_path, device, args.seed, meta)
     info.setdefault("vq", {"seconds": vq_hist.get("seconds"), "device": str(device)})
 
-    tok_path = os.path.join(out, "tokens.pt")
-    if os.path.exists(tok_path):
-        tokens = load_checkpoint(tok_path, vq_cfg, meta)["tokens"]
-    else:
-        t0 = time.time()
-        tokens = encode_all(vq, x_train, device)
-        atomic_save({"tokens": tokens, "config": asdict(vq_cfg), "meta": meta}, tok_path)
-        info["encode"] = {"seconds": time.time() - t0, "device": str(device)}
-    sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, tokens[0].numel()
-    sdid, sd_hist = train_sdid(sd_cfg, tokens, os.path.join(out, "sdid.pt"), device, args.seed, meta)
+    sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
+    tokens = torch.zeros(1, 1, 1, dtype=torch.long)            # placeholder when the SDID is finished
+    if not checkpoint_done(sd_path):
+        if os.path.exists(tok_path):
+            tokens = load_checkpoint(tok_path, vq_cfg, meta)["tokens"]
+        else:
+            t0 = time.time()
+            tokens = encode_all(vq, x_train, device)          # [N, h, w]
+            atomic_save({"tokens": tokens, "config": asdict(vq_cfg), "meta": meta}, tok_path)
+            info["encode"] = {"seconds": time.time() - t0, "device": str(device)}
+    sdid, sd_hist = train_sdid(sd_cfg, tokens, sd_path, device, args.seed, meta)
     info.setdefault("sdid", {"seconds": sd_hist.get("seconds"), "device": str(device)})
     return vq, sdid, {"VQ-SVAE": vq_hist, "SDID": sd_hist}
 
@@ -121,7 +140,7 @@ def evaluate(args, vq, sdid, device, out, figs, results):
         plot.image_grid(images, path=os.path.join(figs, "samples.png"))
         return results
     try:
-        real = fid.real_statistics(args.dataset, "test", root=args.data_root, device=device)
+        real = fid.real_statistics(args.dataset, "test", n=args.fid_real, root=args.data_root, device=device)
         rec["fid"] = fid.frechet_distance(*fid.statistics(fid.inception_features(recon, device=device)), *real)
         print(f"reconstruction FID (full test split): {rec['fid']:.2f}")
         sweep = []
@@ -137,13 +156,15 @@ def evaluate(args, vq, sdid, device, out, figs, results):
         images, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
         np.savez_compressed(os.path.join(out, "samples.npz"), images=images)
         feats = fid.inception_features(images, device=device)
-        real_1280 = fid.real_statistics(args.dataset, "test", n=1280, root=args.data_root, device=device)
         results.update({
             "sampler": best["sampler"], "best_temperature": best["temperature"],
-            f"fid_{args.fid_samples}": fid.frechet_distance(*fid.statistics(feats), *real),
-            "fid_1280": fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280),
+            "fid": fid.frechet_distance(*fid.statistics(feats), *real),
+            "fid_samples": args.fid_samples, "fid_real": args.fid_real or len(x_test),
             "sampling": {"seconds": secs, "images": args.fid_samples, "images_per_s": args.fid_samples / secs,
                          "device": str(device)}})
+        if args.fid_samples >= 1280 and (args.fid_real or len(x_test)) >= 1280:   # the paper's protocol
+            real_1280 = fid.real_statistics(args.dataset, "test", n=1280, root=args.data_root, device=device)
+            results["fid_1280"] = fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280)
         for s in samplers:
             rows = [r for r in sweep if r["sampler"] == s]
             plot.fid_vs_temperature([r["temperature"] for r in rows], [r["fid"] for r in rows], rec["fid"],
@@ -155,11 +176,34 @@ def evaluate(args, vq, sdid, device, out, figs, results):
     return results
 
 
+def energy(args, vq, sdid, device, figs, results):
+    """Energy per reconstructed / generated image, 4.6 pJ per MAC and 0.9 pJ per SOP (SPEC section 8).
+    Per-layer numbers: benchmarks/energy.py."""
+    n = args.energy_samples
+    x_test, _ = data.load_arrays(args.dataset, "test", root=args.data_root)
+    rec = energy_per_reconstruction(vq, x_test[:n], device)
+    sampler = results.get("sampler", "paper" if args.sampler == "both" else args.sampler)
+    gen = energy_per_generated_image(sdid, vq, sampler, args.maskgit_steps, device, n,
+                                     results.get("best_temperature", 1.0), args.seed)
+    rates = {f"vq.{r['name']}": r["rate"] for r in rec["layers"] if r["kind"] == "spiking"}
+    rates.update({f"sdid.{r['name']}": r["rate"] for r in gen["layers"]["sdid"] if r["kind"] == "spiking"})
+    if rates:
+        plot.bars(list(rates), list(rates.values()), "input firing rate", f"{args.dataset}: input firing rates",
+                  path=os.path.join(figs, "firing_rates.png"))
+    results["energy"] = {"costs_pJ": {"MAC": E_MAC_PJ, "SOP": E_AC_PJ}, "firing_rates": rates,
+                         "reconstruction": {k: v for k, v in rec.items() if k != "layers"},
+                         "generation": {k: v for k, v in gen.items() if k != "layers"}}
+    print(f"energy per image: reconstruction {rec['energy_uJ']:.3f} uJ, generation {gen['energy_uJ']:.2f} uJ "
+          f"({gen['denoiser_calls_per_image']:.1f} SDID calls)")
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
-    out = args.out or os.path.join("runs", f"{args.dataset}-{args.preset}")
-    figs = args.figures or (os.path.join(out, "figures") if args.preset == "smoke" else os.path.join("figures", args.dataset))
+    ann = "-ann" if args.neuron == "relu" else ""
+    out = args.out or os.path.join("runs", f"{args.dataset}-{args.preset}{ann}")
+    figs = args.figures or (os.path.join(out, "figures") if args.preset == "smoke" else os.path.join("figures", args.dataset + ann))
     os.makedirs(out, exist_ok=True)
     info_path = os.path.join(out, "train_info.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else {}
@@ -174,6 +218,8 @@ def main(argv=None):
                "parameters": {"vq": sum(p.numel() for p in vq.parameters()),
                               "sdid": sum(p.numel() for p in sdid.parameters())}}
     evaluate(args, vq, sdid, device, out, figs, results)
+    if args.energy_samples > 0:
+        energy(args, vq, sdid, device, figs, results)
     results.update({"device": str(device), "torch": torch.__version__, "platform": platform.platform(),
                     "cpu_threads": torch.get_num_threads(), "git_commit": git_commit(),
                     "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python"] + sys.argv)})

@@ -1,0 +1,99 @@
+"""End to end: run_all.py with the smoke preset on real (embedded) MNIST."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from spikediff_min import fid, run_all
+
+SMOKE = ["--preset", "smoke", "--fid-samples", "0", "--energy-samples", "8"]
+
+
+def has_inception():
+    try:
+        fid.inception_path()
+        return True
+    except fid.FIDUnavailable:
+        return False
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    args = SMOKE + ["--out", str(out / "run"), "--figures", str(out / "figs")]
+    if has_inception():   # a tiny FID so the FID path runs end to end (Inception is slow on CPU)
+        args = [a for a in args if a not in ("--fid-samples", "0")] + [
+            "--fid-samples", "12", "--sweep-samples", "6", "--temperatures", "1.0", "--fid-real", "12"]
+    results = run_all.main(args)
+    return out, args, results
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        run_all.parse_args(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ["--dataset", "--preset", "--out", "--data-root", "--device", "--resume", "--fid-samples",
+                 "--seed", "--T", "--batch-size", "--lr", "--vq-epochs", "--sdid-epochs", "--sampler"]:
+        assert flag in text
+
+
+@pytest.mark.parametrize("argv", [["--dataset", "svhn"], ["--preset", "huge"], ["--no-such-flag"]])
+def test_bad_arguments_name_the_choices(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_all.parse_args(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "mnist" in err or "smoke" in err or "unrecognized" in err
+
+
+def test_smoke_writes_results_and_figures(smoke_run):
+    out, _, results = smoke_run
+    saved = json.load(open(out / "figs" / "results.json"))
+    assert saved["dataset"] == "mnist" and saved["preset"] == "smoke"
+    assert 0 <= saved["reconstruction"]["mse"] < 1 and -1 <= saved["reconstruction"]["ssim"] <= 1
+    assert 1 <= saved["reconstruction"]["codes_used"] <= saved["vq_config"]["num_codes"]
+    assert saved["training"]["vq"]["seconds"] > 0 and saved["training"]["sdid"]["seconds"] > 0
+    assert saved["energy"]["generation"]["energy_uJ"] > 0
+    for name in ["samples.png", "reconstructions.png", "loss_curves.png"]:
+        assert (out / "figs" / name).stat().st_size > 1000
+    if has_inception():
+        assert saved["fid"] > 0 and saved["reconstruction"]["fid"] > 0
+        assert (out / "run" / "samples.npz").exists()
+
+
+def test_rerun_skips_finished_stages_and_retrains_missing_ones(smoke_run):
+    out, args, _ = smoke_run
+    run = out / "run"
+    vq_mtime = os.stat(run / "vq.pt").st_mtime_ns
+    os.remove(run / "sdid.pt")
+    run_all.main(args + ["--fid-samples", "0"])
+    assert os.stat(run / "vq.pt").st_mtime_ns == vq_mtime        # VQ-SVAE not retrained
+    assert torch.load(run / "sdid.pt", weights_only=True)["done"]
+
+
+def test_unfinished_checkpoint_needs_resume(smoke_run, tmp_path):
+    out, args, _ = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(out / "run", run)
+    ck = torch.load(run / "sdid.pt", weights_only=True)
+    ck["done"], ck["step"] = False, 1
+    torch.save(ck, run / "sdid.pt")
+    base = [a for a in args] + ["--out", str(run), "--fid-samples", "0"]
+    with pytest.raises(SystemExit) as e:
+        run_all.main(base)
+    assert "--resume" in str(e.value)
+    run_all.main(base + ["--resume"])
+    ck = torch.load(run / "sdid.pt", weights_only=True)
+    assert ck["done"] and ck["step"] == ck["history"]["step"][-1] > 1
+
+
+def test_checkpoint_from_another_config_is_refused(smoke_run, tmp_path):
+    out, args, _ = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(out / "run", run)
+    with pytest.raises(SystemExit) as e:
+        run_all.main(args + ["--out", str(run), "--T", "3", "--fid-samples", "0"])
+    assert "T" in str(e.value) and "another run" in str(e.value)
