@@ -141,8 +141,9 @@ def evaluate(args, vq, sdid, device, out, figs, results):
         return results
     try:
         real = fid.real_statistics(args.dataset, "test", n=args.fid_real, root=args.data_root, device=device)
-        rec["fid"] = fid.frechet_distance(*fid.statistics(fid.inception_features(recon, device=device)), *real)
-        print(f"reconstruction FID (full test split): {rec['fid']:.2f}")
+        n_real = args.fid_real or len(x_test)      # reconstructions of the same test images
+        rec["fid"] = fid.frechet_distance(*fid.statistics(fid.inception_features(recon[:n_real], device=device)), *real)
+        print(f"reconstruction FID ({n_real} test images): {rec['fid']:.2f}")
         sweep = []
         for s in samplers:
             for temp in args.temperatures:
