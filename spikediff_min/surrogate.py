@@ -22,44 +22,40 @@ def sigmoid_primitive(x, alpha=4.0):
     return torch.sigmoid(alpha * x)
 
 
-class _ATanSpike(torch.autograd.Function):
+def atan_derivative(x, alpha=2.0):
+    """g'(x) = (alpha/2) / (1 + (pi/2 * alpha * x)^2), written by hand."""
+    return (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
+
+
+def sigmoid_derivative(x, alpha=4.0):
+    """g'(x) = alpha * sigmoid(alpha x) * (1 - sigmoid(alpha x)), written by hand."""
+    s = torch.sigmoid(alpha * x)
+    return alpha * s * (1 - s)
+
+
+class _Spike(torch.autograd.Function):
+    """Forward: Heaviside step (x >= 0). Backward: grad * derivative(x, alpha)."""
+
     @staticmethod
-    def forward(ctx, x, alpha):
+    def forward(ctx, x, alpha, derivative):
         ctx.save_for_backward(x)
-        ctx.alpha = alpha
+        ctx.alpha, ctx.derivative = alpha, derivative
         return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        a = ctx.alpha
-        # g'(x) = (alpha/2) / (1 + (pi/2 * alpha * x)^2)
-        return grad * (a / 2) / (1 + (math.pi / 2 * a * x) ** 2), None
-
-
-class _SigmoidSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        s = torch.sigmoid(ctx.alpha * x)
-        # g'(x) = alpha * sigmoid(alpha x) * (1 - sigmoid(alpha x))
-        return grad * ctx.alpha * s * (1 - s), None
+        return grad * ctx.derivative(x, ctx.alpha), None, None
 
 
 class Surrogate:
     """A callable spike function f(x) with a named primitive; picklable and printable."""
 
-    def __init__(self, fn, primitive, alpha):
-        self.fn, self.primitive, self.alpha = fn, primitive, alpha
+    def __init__(self, derivative, primitive, alpha):
+        self.derivative, self.primitive, self.alpha = derivative, primitive, alpha
 
     def __call__(self, x):
-        return self.fn.apply(x, self.alpha)
+        return _Spike.apply(x, self.alpha, self.derivative)
 
     def smooth(self, x):
         """The primitive g(x) whose derivative is the backward of __call__."""
@@ -71,9 +67,9 @@ class Surrogate:
 
 def atan(alpha=2.0):
     """Heaviside forward, ATan surrogate backward (the paper's, alpha = 2)."""
-    return Surrogate(_ATanSpike, atan_primitive, alpha)
+    return Surrogate(atan_derivative, atan_primitive, alpha)
 
 
 def sigmoid(alpha=4.0):
     """Heaviside forward, sigmoid surrogate backward."""
-    return Surrogate(_SigmoidSpike, sigmoid_primitive, alpha)
+    return Surrogate(sigmoid_derivative, sigmoid_primitive, alpha)
