@@ -139,6 +139,12 @@ def evaluate(args, vq, sdid, device, out, figs, results):
         images, secs = gen(100, 1.0, samplers[0], args.seed)
         plot.image_grid(images, path=os.path.join(figs, "samples.png"))
         return results
+    n_inception = (args.fid_real or len(x_test)) * 2 + args.sweep_samples * len(samplers) * len(args.temperatures) \
+        + args.fid_samples
+    if torch.device(device).type == "cpu":   # about 2 images/s on a 2-core CPU (measured)
+        print(f"note: FID needs about {n_inception} Inception-v3 passes (real statistics are cached); on a "
+              f"2-core CPU that is about {n_inception / 2 / 3600:.1f} h. Use --device cuda, fewer "
+              f"--fid-samples/--sweep-samples, or --fid-samples 0 to skip FID.")
     try:
         real = fid.real_statistics(args.dataset, "test", n=args.fid_real, root=args.data_root, device=device)
         n_real = args.fid_real or len(x_test)      # reconstructions of the same test images
