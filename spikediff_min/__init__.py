@@ -7,4 +7,5 @@ from .surrogate import atan, sigmoid
 from .lif import LIF
 
 __version__ = "0.1.0"
+__all__ = ["atan", "sigmoid", "LIF", "SeqToANN", "ConvBNLIF", "psp", "membrane_readout"]
 from .layers import SeqToANN, ConvBNLIF, psp, membrane_readout

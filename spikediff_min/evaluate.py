@@ -8,7 +8,6 @@ FID itself lives in fid.py; run_all.py ties them together.
 import math
 import time
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 

@@ -23,11 +23,11 @@ import torch
 
 from spikediff_min import data, fid, plot
 from spikediff_min.energy import E_AC_PJ, E_MAC_PJ, energy_per_generated_image, energy_per_reconstruction
-from spikediff_min.evaluate import decode_all, encode_all, generate, reconstruction_metrics
-from spikediff_min.sdid import SDID, SDID_PRESETS, train_sdid
+from spikediff_min.evaluate import encode_all, generate, reconstruction_metrics
+from spikediff_min.sdid import train_sdid
 from spikediff_min.sdid import config_from_preset as sdid_config
 from spikediff_min.train import CheckpointMismatch, NonFiniteLoss, atomic_save, load_checkpoint, pick_device
-from spikediff_min.vqsvae import VQ_PRESETS, VQSVAE, train_vqsvae
+from spikediff_min.vqsvae import VQ_PRESETS, train_vqsvae
 from spikediff_min.vqsvae import config_from_preset as vq_config
 
 
