@@ -5,7 +5,7 @@ Neural Networks", arXiv 2308.10187. One file per component; see README.md for th
 """
 from .surrogate import atan, sigmoid
 from .lif import LIF
+from .layers import SeqToANN, ConvBNLIF, psp, membrane_readout
 
 __version__ = "0.1.0"
 __all__ = ["atan", "sigmoid", "LIF", "SeqToANN", "ConvBNLIF", "psp", "membrane_readout"]
-from .layers import SeqToANN, ConvBNLIF, psp, membrane_readout
