@@ -50,7 +50,7 @@ class SeqToANN(nn.Module):
 
 
 def make_neuron(neuron="lif", **lif_kwargs):
-    """'lif' -> LIF(**lif_kwargs); 'relu' -> ReLU (the ANN twin)."""
+    """'lif' -> LIF(**lif_kwargs); 'relu' -> ReLU (the ANN twin; LIF parameters are ignored)."""
     if neuron == "lif":
         return LIF(**lif_kwargs)
     if neuron == "relu":

@@ -87,24 +87,22 @@ def git_commit():
         return None
 
 
-def refuse_unfinished(path, args):
-    if os.path.exists(path) and not args.resume:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        if not ck.get("done"):
-            sys.exit(f"error: {path} is an unfinished checkpoint (step {ck['step']}). "
-                     f"Pass --resume to continue it, or delete it to start over.")
-
-
-def checkpoint_done(path):
-    return os.path.exists(path) and torch.load(path, map_location="cpu", weights_only=True).get("done", False)
+def read_checkpoint(path):
+    """The checkpoint at path (weights_only), or None if there is none."""
+    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
 
 
 def train_stages(args, device, out, info):
     """Stages 1-3; a stage whose finished checkpoint exists is loaded, not retrained."""
     vq_path, tok_path, sd_path = (os.path.join(out, f) for f in ("vq.pt", "tokens.pt", "sdid.pt"))
+    done = {}
     for path in (vq_path, sd_path):
-        refuse_unfinished(path, args)
-    both_done = checkpoint_done(vq_path) and checkpoint_done(sd_path)
+        ck = read_checkpoint(path)
+        done[path] = bool(ck and ck.get("done"))
+        if ck is not None and not done[path] and not args.resume:
+            sys.exit(f"error: {path} is an unfinished checkpoint (step {ck['step']}). "
+                     f"Pass --resume to continue it, or delete it to start over.")
+    both_done = done[vq_path] and done[sd_path]
     # the training images are only needed for training; a finished run loads no training data
     x_train, _ = data.load_arrays(args.dataset, "test" if both_done else "train", root=args.data_root)
     vq_cfg, sd_cfg = configs(args, x_train.shape[1])
@@ -115,7 +113,7 @@ def train_stages(args, device, out, info):
 
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
     tokens = torch.zeros(1, 1, 1, dtype=torch.long)            # placeholder when the SDID is finished
-    if not checkpoint_done(sd_path):
+    if not done[sd_path]:
         if os.path.exists(tok_path):
             tokens = load_checkpoint(tok_path, vq_cfg, meta)["tokens"]
         else:

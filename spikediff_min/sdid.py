@@ -55,7 +55,7 @@ class SDID(nn.Module):
         super().__init__()
         self.cfg = cfg
         c1, c2, c3, c4, c5 = cfg.channels
-        kw = dict(neuron=cfg.neuron, tau=cfg.tau) if cfg.neuron == "lif" else dict(neuron=cfg.neuron)
+        kw = dict(neuron=cfg.neuron, tau=cfg.tau)
         if cfg.token_input == "embed":
             self.embed = nn.Embedding(cfg.num_codes + 1, cfg.embed_dim)
             c_in = cfg.embed_dim + 1

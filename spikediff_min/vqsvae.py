@@ -59,7 +59,7 @@ VQ_PRESETS = {
 class Encoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        w, kw = cfg.width, dict(neuron=cfg.neuron, tau=cfg.tau) if cfg.neuron == "lif" else dict(neuron=cfg.neuron)
+        w, kw = cfg.width, dict(neuron=cfg.neuron, tau=cfg.tau)
         self.conv1 = ConvBNLIF(cfg.in_channels, w, 3, 2, 1, **kw)      # sees the analog image
         self.conv2 = ConvBNLIF(w, 2 * w, 3, 2, 1, **kw)
         self.conv3 = ConvBNLIF(2 * w, cfg.code_dim, 1, 1, 0, **kw)
@@ -73,7 +73,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        w, kw = cfg.width, dict(neuron=cfg.neuron, tau=cfg.tau) if cfg.neuron == "lif" else dict(neuron=cfg.neuron)
+        w, kw = cfg.width, dict(neuron=cfg.neuron, tau=cfg.tau)
         self.up1 = ConvBNLIF(cfg.code_dim, 2 * w, 3, 2, 1, 1, transposed=True, **kw)
         self.up2 = ConvBNLIF(2 * w, w, 3, 2, 1, 1, transposed=True, **kw)
         self.out = SeqToANN(nn.ConvTranspose2d(w, cfg.in_channels, 3, 1, 1))
@@ -91,8 +91,7 @@ class VQSVAE(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.vq = VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.beta, cfg.readout_decay)
-        kw = dict(tau=cfg.tau) if cfg.neuron == "lif" else {}
-        self.generator = SpikeGenerator(cfg.code_dim, neuron=cfg.neuron, **kw)
+        self.generator = SpikeGenerator(cfg.code_dim, neuron=cfg.neuron, tau=cfg.tau)
         self.decoder = Decoder(cfg)
         self.register_buffer("data_variance", torch.tensor(1.0))   # Var(train images), set by training
 
