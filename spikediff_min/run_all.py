@@ -45,9 +45,11 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed for training and sampling")
     p.add_argument("--fid-samples", type=int, default=10000, help="samples for the headline FID (0 skips FID)")
     p.add_argument("--fid-real", type=int, help="real test images for FID statistics (default: the full test split)")
+    p.add_argument("--recon-fid-samples", type=int,
+                   help="test images whose reconstructions are scored by FID (default: as many as --fid-real)")
     p.add_argument("--sweep-samples", type=int, default=2000, help="samples per setting in the temperature sweep")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
-                   help="temperatures to sweep")
+                   help="sampling temperatures to sweep; with one temperature and one sampler there is no sweep")
     p.add_argument("--sampler", default="both", choices=["paper", "maskgit", "both"],
                    help="paper: unmask w.p. 1/t over all steps; maskgit: confidence order; both: sweep both")
     p.add_argument("--maskgit-steps", type=int, default=12, help="steps of the MaskGIT sampler")
@@ -137,40 +139,43 @@ def evaluate(args, vq, sdid, device, out, figs, results):
         images, secs = gen(100, 1.0, samplers[0], args.seed)
         plot.image_grid(images, path=os.path.join(figs, "samples.png"))
         return results
-    n_inception = (args.fid_real or len(x_test)) * 2 + args.sweep_samples * len(samplers) * len(args.temperatures) \
-        + args.fid_samples
-    if torch.device(device).type == "cpu":   # about 2 images/s on a 2-core CPU (measured)
-        print(f"note: FID needs about {n_inception} Inception-v3 passes (real statistics are cached); on a "
-              f"2-core CPU that is about {n_inception / 2 / 3600:.1f} h. Use --device cuda, fewer "
-              f"--fid-samples/--sweep-samples, or --fid-samples 0 to skip FID.")
+    n_real = args.fid_real or len(x_test)
+    n_recon = min(args.recon_fid_samples or n_real, len(x_test))
+    n_inception = n_real + n_recon + args.sweep_samples * len(samplers) * len(args.temperatures) + args.fid_samples
+    if torch.device(device).type == "cpu":   # about 6 images/s on a 2-core CPU (measured)
+        print(f"note: FID needs about {n_inception} Inception-v3 passes (fewer once the real statistics are "
+              f"cached); on a 2-core CPU that is about {n_inception / 6 / 3600:.1f} h. Use --device cuda, fewer "
+              f"--fid-samples/--sweep-samples/--recon-fid-samples, or --fid-samples 0 to skip FID.")
     try:
         real = fid.real_statistics(args.dataset, "test", n=args.fid_real, root=args.data_root, device=device)
-        n_real = args.fid_real or len(x_test)      # reconstructions of the same test images
-        rec["fid"] = fid.frechet_distance(*fid.statistics(fid.inception_features(recon[:n_real], device=device)), *real)
-        print(f"reconstruction FID ({n_real} test images): {rec['fid']:.2f}")
+        rec["fid"] = fid.frechet_distance(*fid.statistics(fid.inception_features(recon[:n_recon], device=device)),
+                                          *real)
+        rec["fid_n"] = n_recon
+        print(f"reconstruction FID ({n_recon} reconstructed test images vs {n_real} real): {rec['fid']:.2f}")
         sweep = []
-        for s in samplers:
-            for temp in args.temperatures:
-                images, secs = gen(args.sweep_samples, temp, s, args.seed + 1)
-                f = fid.frechet_distance(*fid.statistics(fid.inception_features(images, device=device)), *real)
-                sweep.append({"sampler": s, "temperature": temp, "fid": f, "n": args.sweep_samples,
-                              "images_per_s": args.sweep_samples / secs})
-                print(f"sweep: {s} sampler, temperature {temp}: FID-{args.sweep_samples} {f:.2f}")
+        settings = [(s, temp) for s in samplers for temp in args.temperatures]
+        for s, temp in settings if len(settings) > 1 else ():      # one setting: nothing to choose
+            images, secs = gen(args.sweep_samples, temp, s, args.seed + 1)
+            f = fid.frechet_distance(*fid.statistics(fid.inception_features(images, device=device)), *real)
+            sweep.append({"sampler": s, "temperature": temp, "fid": f, "n": args.sweep_samples,
+                          "images_per_s": args.sweep_samples / secs})
+            print(f"sweep: {s} sampler, temperature {temp}: FID-{args.sweep_samples} {f:.2f}")
         results["sweep"] = sweep
-        best = min(sweep, key=lambda r: r["fid"])
+        best = min(sweep, key=lambda r: r["fid"]) if sweep else {"sampler": samplers[0],
+                                                                   "temperature": args.temperatures[0]}
         images, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
         np.savez_compressed(os.path.join(out, "samples.npz"), images=images)
         feats = fid.inception_features(images, device=device)
         results.update({
             "sampler": best["sampler"], "best_temperature": best["temperature"],
             "fid": fid.frechet_distance(*fid.statistics(feats), *real),
-            "fid_samples": args.fid_samples, "fid_real": args.fid_real or len(x_test),
+            "fid_samples": args.fid_samples, "fid_real": n_real,
             "sampling": {"seconds": secs, "images": args.fid_samples, "images_per_s": args.fid_samples / secs,
                          "device": str(device)}})
-        if args.fid_samples >= 1280 and (args.fid_real or len(x_test)) >= 1280:   # the paper's protocol
+        if args.fid_samples >= 1280 and n_real >= 1280:   # the paper's protocol
             real_1280 = fid.real_statistics(args.dataset, "test", n=1280, root=args.data_root, device=device)
             results["fid_1280"] = fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280)
-        for s in samplers:
+        for s in samplers if sweep else ():
             rows = [r for r in sweep if r["sampler"] == s]
             plot.fid_vs_temperature([r["temperature"] for r in rows], [r["fid"] for r in rows], rec["fid"],
                                     path=os.path.join(figs, f"fid_vs_temperature_{s}.png"))

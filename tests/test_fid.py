@@ -195,7 +195,7 @@ def test_real_statistics_cache(monkeypatch, tmp_path):
     mu, sigma = fid.real_statistics("mnist", "test", n=6, cache_dir=tmp_path)
     ref_mu, ref_sigma = fid.statistics(fake_features(images[:6]))
     assert np.array_equal(mu, ref_mu) and np.array_equal(sigma, ref_sigma)
-    assert sorted(os.listdir(tmp_path)) == ["mnist_test_6.npz"]          # no temp file left
+    assert sorted(os.listdir(tmp_path)) == ["mnist_test_6.npz", "mnist_test_features.npz"]   # no temp file left
     mu2, sigma2 = fid.real_statistics("mnist", "test", n=6, cache_dir=tmp_path)
     assert len(calls) == 1 and np.array_equal(mu2, mu) and np.array_equal(sigma2, sigma)
     fid.real_statistics("mnist", "test", cache_dir=tmp_path)
@@ -205,6 +205,10 @@ def test_real_statistics_cache(monkeypatch, tmp_path):
     # fid() of the real images themselves is 0 (full-rank 4x4 covariance), and reuses the cache
     assert abs(fid.fid(images[:6], "mnist", n_real=6, cache_dir=tmp_path)) < 1e-9
     assert len(calls) == 3
+    # a shorter prefix comes from the cached features of the whole split: no new pass over the images
+    mu4, sigma4 = fid.real_statistics("mnist", "test", n=4, cache_dir=tmp_path)
+    ref_mu4, ref_sigma4 = fid.statistics(fake_features(images[:4]))
+    assert len(calls) == 3 and np.allclose(mu4, ref_mu4) and np.allclose(sigma4, ref_sigma4)
 
 
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
