@@ -18,6 +18,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+# The paper's sampler runs the denoiser only on the images that unmask a token at a step (at step t
+# an image with m masked tokens has none to unmask with probability (1 - 1/t)^m, about 1/e), and
+# draws tokens only where they are unmasked. Unused logits are never computed, so the samples follow
+# the same distribution; False is the straightforward path (benchmarks/speed.py compares them).
+SKIP_UNCHANGED = True
+
 
 def q_sample(x_0, t, num_timesteps, mask_id):
     """Sample q(x_t | x_0): x_0 [B, H, W], t [B] -> (x_t [B, H, W], mask [B, H, W] bool)."""
@@ -48,6 +54,14 @@ def _draw(logits, temperature):
     return torch.multinomial(flat, 1).view(logits.shape[0], *logits.shape[2:])
 
 
+def _draw_at(logits, where, temperature):
+    """_draw at the positions where [B, H, W] is True only: -> [n_true] long, row-major order."""
+    picked = logits.permute(0, 2, 3, 1)[where]                                    # [n_true, K]
+    if temperature == 0:
+        return picked.argmax(1)
+    return torch.multinomial(F.softmax(picked.float() / temperature, dim=1), 1).squeeze(1)
+
+
 @torch.no_grad()
 def sample(denoiser, n, shape, num_timesteps, mask_id, temperature=1.0, batch_size=500,
            device="cpu", progress=True, generator_seed=None):
@@ -64,8 +78,17 @@ def sample(denoiser, n, shape, num_timesteps, mask_id, temperature=1.0, batch_si
             change = masked & (torch.rand(x_t.shape, device=device) < 1.0 / t)   # unmask w.p. 1/t
             if not change.any():
                 continue
-            logits = denoiser(x_t, torch.full((b,), t, dtype=torch.long, device=device))
-            x_t = torch.where(change, _draw(logits, temperature), x_t)
+            t_b = torch.full((b,), t, dtype=torch.long, device=device)
+            if SKIP_UNCHANGED:      # only the images with a token to unmask, only the tokens unmasked
+                rows = change.flatten(1).any(1).nonzero().squeeze(1)                  # [r]
+                logits = denoiser(x_t[rows], t_b[rows])                               # [r, K, H, W]
+                c = change[rows]                                                      # [r, H, W]
+                x_rows = x_t[rows]
+                x_rows[c] = _draw_at(logits, c, temperature)
+                x_t[rows] = x_rows
+            else:                   # the straightforward path: every image, every position
+                logits = denoiser(x_t, t_b)
+                x_t = torch.where(change, _draw(logits, temperature), x_t)
             masked &= ~change
         out.append(x_t)
         bar.update(b)

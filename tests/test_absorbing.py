@@ -111,7 +111,8 @@ def _check_never_changes(calls, final, mask_id):
 
 
 @pytest.mark.parametrize("shape", [(7, 7), (8, 8)])
-def test_sample_no_mask_left_monotone_and_calls(shape):
+def test_sample_no_mask_left_monotone_and_calls(shape, monkeypatch):
+    monkeypatch.setattr(absorbing, "SKIP_UNCHANGED", False)    # whole batches: calls map to images
     torch.manual_seed(0)
     T = shape[0] * shape[1]
     rec = Recorder(_random_logits)
@@ -231,3 +232,26 @@ def test_maskgit_one_code_and_confidence_order():
         known = (x[0] != K).flatten()
         n = int(known.sum())
         assert n > 0 and known[16 - n:].all() and not known[:16 - n].any()
+
+
+def test_skipping_unchanged_images_gives_the_same_greedy_samples(monkeypatch):
+    """SKIP_UNCHANGED runs the denoiser only on images that unmask a token at this step. With
+    temperature 0 no token draw uses the RNG, so both paths see the same unmasking order and must
+    agree exactly, for a denoiser whose logits depend on each image's current tokens and on t."""
+    def context(x_t, t):                                       # [B, H, W], [B] -> [B, K, H, W]
+        known = (x_t != K).float()
+        logits = torch.stack([((x_t * known) % (k + 2)).float() * known.sum((1, 2), keepdim=True)
+                              for k in range(K)], 1)
+        return logits + t.float().view(-1, 1, 1, 1) * torch.arange(K).float().view(1, K, 1, 1) % 3
+
+    runs = {}
+    for skip in (False, True):
+        monkeypatch.setattr(absorbing, "SKIP_UNCHANGED", skip)
+        rec = Recorder(context)
+        torch.manual_seed(0)
+        out = absorbing.sample(rec, 6, (7, 7), 49, K, temperature=0, batch_size=4, progress=False)
+        assert (out != K).all()
+        runs[skip] = (out, sum(len(x) for x, _ in rec.calls))   # samples, image evaluations
+    assert torch.equal(runs[True][0], runs[False][0])
+    assert runs[True][1] < runs[False][1]
+    assert all(len(x) <= 4 and (x == K).flatten(1).any(1).all() for x, _ in rec.calls)  # masked images only
