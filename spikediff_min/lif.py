@@ -6,6 +6,10 @@ Per step t with input current X[t] (hard reset, input decay, as in the paper's r
     reset:  V[t] = H[t] * (1 - S[t]) + V_reset * S[t],   V[-1] = V_reset
 The time loop lives inside forward: no state survives between calls, so no `reset_net`.
 
+`FUSED = True` runs the loop outside autograd and back-propagates through time by hand
+(`_LIFFunction`): the same spikes, and the same gradients up to float rounding, with one saved
+tensor per step instead of autograd's graph of small ops. False: the loop above, under autograd.
+
     lif = LIF(tau=2.0)
     s = lif(x)                       # x: [T, ...] -> spikes [T, ...]
     s, v = lif(x, return_membrane=True)   # also H[t], the charged membrane before reset
@@ -14,6 +18,49 @@ import torch
 import torch.nn as nn
 
 from .surrogate import atan
+
+FUSED = True    # hand-written BPTT instead of autograd through the loop (same function)
+
+
+class _LIFFunction(torch.autograd.Function):
+    """The LIF loop with a hand-written backward through time.
+
+    Backward, with w = 1/tau, g_t = surrogate'(H[t] - V_th) and G_v the gradient reaching V[t]:
+        dL/dH[t]   = dL/dS[t] g_t + G_v (1 - S[t] - (H[t] - V_reset) g_t)   (no g_t term if detach_reset)
+        dL/dX[t]   = w dL/dH[t]
+        dL/dV[t-1] = (1 - w) dL/dH[t]
+    """
+
+    @staticmethod
+    def forward(ctx, x, tau, v_threshold, v_reset, derivative, alpha, detach_reset):
+        w = 1.0 / tau
+        v = torch.full_like(x[0], v_reset)
+        spikes, membrane = torch.empty_like(x), torch.empty_like(x)
+        for t, x_t in enumerate(x):              # the same ops as LIF.forward's plain loop
+            h = torch.lerp(v, x_t + v_reset, w)
+            s = (h - v_threshold >= 0).to(x.dtype)
+            v = torch.addcmul(h, h - v_reset, s, value=-1)
+            spikes[t], membrane[t] = s, h
+        ctx.save_for_backward(spikes, membrane)
+        ctx.consts = w, v_threshold, v_reset, derivative, alpha, detach_reset
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        spikes, membrane = ctx.saved_tensors
+        w, v_threshold, v_reset, derivative, alpha, detach_reset = ctx.consts
+        grad_x = torch.empty_like(membrane)
+        grad_v = None                            # dL/dV[t], zero after the last step
+        for t in range(len(membrane) - 1, -1, -1):
+            h, s = membrane[t], spikes[t]
+            g = derivative(h - v_threshold, alpha)
+            grad_h = grad_spikes[t] * g
+            if grad_v is not None:
+                dv_dh = 1 - s if detach_reset else 1 - s - (h - v_reset) * g
+                grad_h = grad_h + grad_v * dv_dh
+            grad_x[t] = grad_h * w
+            grad_v = grad_h * (1 - w)
+        return grad_x, None, None, None, None, None, None
 
 
 class LIF(nn.Module):
@@ -25,6 +72,10 @@ class LIF(nn.Module):
 
     def forward(self, x, return_membrane=False):
         # x: [T, ...] input current
+        if FUSED and not return_membrane and torch.is_grad_enabled() and x.requires_grad:
+            sg = self.surrogate
+            return _LIFFunction.apply(x, self.tau, self.v_threshold, self.v_reset, sg.derivative, sg.alpha,
+                                      self.detach_reset)
         v = torch.full_like(x[0], self.v_reset)
         spikes, membrane = [], []
         w = 1.0 / self.tau
