@@ -1,7 +1,7 @@
 """Training and sampling speed, plain path vs optimised path (issue 7).
 
-    python benchmarks/speed.py                  # cpu, 2 threads: 3 minutes on 2 AVX512 cores
-    python benchmarks/speed.py --quick          # fewer repeats and sizes: 45 s there
+    python benchmarks/speed.py                  # cpu, 2 threads: a few minutes on the 2-core dev CPU
+    python benchmarks/speed.py --quick          # fewer repeats and sizes: about 2 minutes there
     python benchmarks/speed.py --device cuda    # 20 s on an H200
 
 Prints tables and adds an entry keyed by device ("cpu", "cuda", "cpu-quick", ...) to
@@ -9,7 +9,9 @@ benchmarks/speed.json. Paths (see spikediff_min/layers.py for the switches):
 - plain:     layers.STATIC_ONCE = False, layers.CHANNELS_LAST = False, fp32;
 - optimised: the fastest path measured with STATIC_ONCE = True, CHANNELS_LAST on or off and, on
   cuda only, bf16 autocast (on CPUs without AMX/AVX512-BF16, bf16 is several times slower than
-  fp32; --bf16 measures it on cpu too, but never picks it).
+  fp32; --bf16 measures it on cpu too, but never picks it). For the paper sampler the optimised
+  path also skips the images with no token to unmask at a step (absorbing.SKIP_UNCHANGED), and
+  training also tries the hand-written BPTT of the LIF loop (lif.FUSED).
 Every number is the median of `repeats` timed calls after `warmup` untimed ones per model and
 `rewarm` more per path (the same model and optimizer serve every path; 4x the repeats on cuda,
 where a step takes milliseconds and launch jitter dominates), on random data:
@@ -31,7 +33,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from spikediff_min import absorbing, layers
+from spikediff_min import absorbing, layers, lif
 from spikediff_min.evaluate import generate
 from spikediff_min.sdid import SDID, SDID_PRESETS
 from spikediff_min.train import autocast, pick_device
@@ -47,15 +49,20 @@ SETTINGS = {  # untimed calls (once per model, again per path), timed calls, siz
 }
 
 
+SWITCHES = ((layers, "STATIC_ONCE"), (layers, "CHANNELS_LAST"), (absorbing, "SKIP_UNCHANGED"), (lif, "FUSED"))
+
+
 @contextmanager
-def path(static_once, channels_last):
-    """Set layers' switches for the duration."""
-    saved = layers.STATIC_ONCE, layers.CHANNELS_LAST
-    layers.STATIC_ONCE, layers.CHANNELS_LAST = static_once, channels_last
+def path(static_once, channels_last, skip_unchanged=False, fused=False):
+    """Set the package's switches for the duration (all off: the plain path)."""
+    saved = [getattr(mod, name) for mod, name in SWITCHES]
+    for (mod, name), value in zip(SWITCHES, (static_once, channels_last, skip_unchanged, fused)):
+        setattr(mod, name, value)
     try:
         yield
     finally:
-        layers.STATIC_ONCE, layers.CHANNELS_LAST = saved
+        for (mod, name), value in zip(SWITCHES, saved):
+            setattr(mod, name, value)
 
 
 def median_seconds(fn, device, warmup, repeats, warm_fn=None):
@@ -102,17 +109,17 @@ def trainer(kind, cfg, device, warmup):
     return step
 
 
-def train_ips(step, batch_size, device, s, static_once, channels_last, amp=False):
-    with path(static_once, channels_last):
+def train_ips(step, batch_size, device, s, static_once, channels_last, amp=False, fused=False):
+    with path(static_once, channels_last, fused=fused):
         sec = median_seconds(lambda: step(amp), device, s["rewarm"], s["repeats"])
     return batch_size / sec
 
 
-def sample_ips(sdid, vq, sampler, steps, device, s, static_once, channels_last, amp=False):
+def sample_ips(sdid, vq, sampler, steps, device, s, static_once, channels_last, amp=False, skip_unchanged=False):
     n = s["n_images"]
     sdid.cfg = replace(sdid.cfg, amp=amp)          # make_denoiser reads cfg.amp
     gen = lambda sm, st, k: generate(sdid, vq, k, 1.0, sm, st, device, batch_size=k, progress=False)  # noqa: E731
-    with path(static_once, channels_last):
+    with path(static_once, channels_last, skip_unchanged=skip_unchanged):
         sec = median_seconds(lambda: gen(sampler, steps, n), device, 1, s["sample_repeats"],
                              warm_fn=lambda: gen("maskgit", 2, min(n, 4)))
     return n / sec
@@ -132,6 +139,17 @@ def compare(measure, device, force_bf16):
     best = max((n for n in paths if n != "plain" and (device.type == "cuda" or not paths[n][2])), key=v.get)
     return {"variants": v, "plain": v["plain"], "optimised": v[best], "speedup": v[best] / v["plain"],
             "optimised_path": dict(zip(("static_once", "channels_last", "amp"), paths[best]))}
+
+
+def add_switch(res, r, name, key, where, measure):
+    """Measure r's optimised path with one more switch on: a row in the optimisations table, and
+    the switch joins the optimised path if it is faster."""
+    off, best_path = r["optimised"], r["optimised_path"]
+    on = measure(*best_path.values(), **{key: True})
+    res["optimisations"].append({"name": name, "where": where, "off": off, "on": on, "gain": on / off})
+    if on > off:
+        r["variants"]["+".join([k for k, v in best_path.items() if v] + [key])] = on
+        r.update(optimised=on, speedup=on / r["plain"], optimised_path={**best_path, key: True})
 
 
 def gain_rows(where, r):
@@ -191,8 +209,10 @@ def main(argv=None):
         for kind, cfg in zip(("vqsvae", "sdid"), cfgs):
             step = trainer(kind, cfg, device, s["warmup"])
             r = compare(lambda *p: train_ips(step, cfg.batch_size, device, s, *p), device, args.bf16)
-            res["train"][kind][preset] = {"T": cfg.T, "batch_size": cfg.batch_size, **r}
             res["optimisations"] += gain_rows(f"{kind} train, {preset}", r)
+            add_switch(res, r, "fused-lif", "fused", f"{kind} train, {preset}",
+                       lambda *p, **k: train_ips(step, cfg.batch_size, device, s, *p, **k))
+            res["train"][kind][preset] = {"T": cfg.T, "batch_size": cfg.batch_size, **r}
 
     # 2. sampling throughput: untrained cpu-preset SDID + VQ-SVAE
     vq_cfg, sd_cfg = presets(args.tiny)["cpu"]
@@ -200,8 +220,11 @@ def main(argv=None):
     vq, sdid = VQSVAE(vq_cfg).to(device).eval(), SDID(sd_cfg).to(device).eval()
     for key, sampler, steps in (("paper", "paper", 0), ("maskgit12", "maskgit", 12)):
         r = compare(lambda *p: sample_ips(sdid, vq, sampler, steps, device, s, *p), device, args.bf16)
-        res["sampling"][key] = {"n_images": s["n_images"], **r}
         res["optimisations"] += gain_rows(f"sampling, {key}", r)
+        if sampler == "paper":     # then skip the images with nothing to unmask
+            add_switch(res, r, "skip-unchanged", "skip_unchanged", f"sampling, {key}",
+                       lambda *p, **k: sample_ips(sdid, vq, sampler, steps, device, s, *p, **k))
+        res["sampling"][key] = {"n_images": s["n_images"], **r}
 
     # 3. how cost grows, on the optimised paths of the cpu-preset SDID
     best = res["train"]["sdid"]["cpu"]["optimised_path"]
