@@ -6,7 +6,7 @@ Per step t with input current X[t] (hard reset, input decay, as in the paper's r
     reset:  V[t] = H[t] * (1 - S[t]) + V_reset * S[t],   V[-1] = V_reset
 The time loop lives inside forward: no state survives between calls, so no `reset_net`.
 
-`FUSED = True` runs the loop outside autograd and back-propagates through time by hand
+`FUSED = True` (off by default: no faster on the 2-core CPU) runs the loop outside autograd and back-propagates through time by hand
 (`_LIFFunction`): the same spikes, and the same gradients up to float rounding, with one saved
 tensor per step instead of autograd's graph of small ops. False: the loop above, under autograd.
 
@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from .surrogate import atan
 
-FUSED = True    # hand-written BPTT instead of autograd through the loop (same function)
+FUSED = False   # hand-written BPTT instead of autograd (same function); 0.91-1.01x on the 2-core CPU (speed.py)
 
 
 class _LIFFunction(torch.autograd.Function):
