@@ -45,21 +45,19 @@ def loss(logits, x_0, mask, t, num_timesteps):
     return (weight * ce.flatten(1).sum(1) / (math.log(2) * n_tokens)).mean()
 
 
-def _draw(logits, temperature):
-    """Sample tokens from softmax(logits / temperature); temperature 0 is argmax. [B,K,H,W] -> [B,H,W]."""
-    if temperature == 0:
-        return logits.argmax(1)
-    probs = F.softmax(logits.float() / temperature, dim=1)
-    flat = probs.permute(0, 2, 3, 1).reshape(-1, probs.shape[1])
-    return torch.multinomial(flat, 1).view(logits.shape[0], *logits.shape[2:])
-
-
 def _draw_at(logits, where, temperature):
-    """_draw at the positions where [B, H, W] is True only: -> [n_true] long, row-major order."""
+    """Tokens from softmax(logits / temperature) at the positions where [B, H, W] is True, in
+    row-major order: [B, K, H, W] -> [n_true] long. Temperature 0 is argmax."""
     picked = logits.permute(0, 2, 3, 1)[where]                                    # [n_true, K]
     if temperature == 0:
         return picked.argmax(1)
     return torch.multinomial(F.softmax(picked.float() / temperature, dim=1), 1).squeeze(1)
+
+
+def _draw(logits, temperature):
+    """_draw_at every position: [B, K, H, W] -> [B, H, W]."""
+    every = torch.ones(logits.shape[0], *logits.shape[2:], dtype=torch.bool, device=logits.device)
+    return _draw_at(logits, every, temperature).view(every.shape)
 
 
 @torch.no_grad()
