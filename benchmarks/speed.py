@@ -11,7 +11,8 @@ benchmarks/speed.json. Paths (see spikediff_min/layers.py for the switches):
   cuda only, bf16 autocast (on CPUs without AMX/AVX512-BF16, bf16 is several times slower than
   fp32; --bf16 measures it on cpu too, but never picks it). For the paper sampler the optimised
   path also skips the images with no token to unmask at a step (absorbing.SKIP_UNCHANGED), and
-  training also tries the hand-written BPTT of the LIF loop (lif.FUSED).
+  training also tries the hand-written BPTT of the LIF loop (lif.FUSED); the SDID, in training and
+  sampling, also tries averaging over T before its readout conv (sdid.MEAN_FIRST).
 Every number is the median of `repeats` timed calls after `warmup` untimed ones per model and
 `rewarm` more per path (the same model and optimizer serve every path; 4x the repeats on cuda,
 where a step takes milliseconds and launch jitter dominates), on random data:
@@ -34,6 +35,7 @@ from datetime import datetime, timezone
 import torch
 
 from spikediff_min import absorbing, layers, lif
+from spikediff_min import sdid as sdid_module
 from spikediff_min.evaluate import generate
 from spikediff_min.sdid import SDID, SDID_PRESETS
 from spikediff_min.train import autocast, pick_device
@@ -49,14 +51,15 @@ SETTINGS = {  # untimed calls (once per model, again per path), timed calls, siz
 }
 
 
-SWITCHES = ((layers, "STATIC_ONCE"), (layers, "CHANNELS_LAST"), (absorbing, "SKIP_UNCHANGED"), (lif, "FUSED"))
+SWITCHES = ((layers, "STATIC_ONCE"), (layers, "CHANNELS_LAST"), (absorbing, "SKIP_UNCHANGED"), (lif, "FUSED"),
+            (sdid_module, "MEAN_FIRST"))
 
 
 @contextmanager
-def path(static_once, channels_last, skip_unchanged=False, fused=False):
+def path(static_once, channels_last, skip_unchanged=False, fused=False, mean_first=False):
     """Set the package's switches for the duration (all off: the plain path)."""
     saved = [getattr(mod, name) for mod, name in SWITCHES]
-    for (mod, name), value in zip(SWITCHES, (static_once, channels_last, skip_unchanged, fused)):
+    for (mod, name), value in zip(SWITCHES, (static_once, channels_last, skip_unchanged, fused, mean_first)):
         setattr(mod, name, value)
     try:
         yield
@@ -109,17 +112,18 @@ def trainer(kind, cfg, device, warmup):
     return step
 
 
-def train_ips(step, batch_size, device, s, static_once, channels_last, amp=False, fused=False):
-    with path(static_once, channels_last, fused=fused):
+def train_ips(step, batch_size, device, s, static_once, channels_last, amp=False, fused=False, mean_first=False):
+    with path(static_once, channels_last, fused=fused, mean_first=mean_first):
         sec = median_seconds(lambda: step(amp), device, s["rewarm"], s["repeats"])
     return batch_size / sec
 
 
-def sample_ips(sdid, vq, sampler, steps, device, s, static_once, channels_last, amp=False, skip_unchanged=False):
+def sample_ips(sdid, vq, sampler, steps, device, s, static_once, channels_last, amp=False, skip_unchanged=False,
+               mean_first=False):
     n = s["n_images"]
     sdid.cfg = replace(sdid.cfg, amp=amp)          # make_denoiser reads cfg.amp
     gen = lambda sm, st, k: generate(sdid, vq, k, 1.0, sm, st, device, batch_size=k, progress=False)  # noqa: E731
-    with path(static_once, channels_last, skip_unchanged=skip_unchanged):
+    with path(static_once, channels_last, skip_unchanged=skip_unchanged, mean_first=mean_first):
         sec = median_seconds(lambda: gen(sampler, steps, n), device, 1, s["sample_repeats"],
                              warm_fn=lambda: gen("maskgit", 2, min(n, 4)))
     return n / sec
@@ -145,7 +149,7 @@ def add_switch(res, r, name, key, where, measure):
     """Measure r's optimised path with one more switch on: a row in the optimisations table, and
     the switch joins the optimised path if it is faster."""
     off, best_path = r["optimised"], r["optimised_path"]
-    on = measure(*best_path.values(), **{key: True})
+    on = measure(**{**best_path, key: True})
     res["optimisations"].append({"name": name, "where": where, "off": off, "on": on, "gain": on / off})
     if on > off:
         r["variants"]["+".join([k for k, v in best_path.items() if v] + [key])] = on
@@ -210,8 +214,10 @@ def main(argv=None):
             step = trainer(kind, cfg, device, s["warmup"])
             r = compare(lambda *p: train_ips(step, cfg.batch_size, device, s, *p), device, args.bf16)
             res["optimisations"] += gain_rows(f"{kind} train, {preset}", r)
-            add_switch(res, r, "fused-lif", "fused", f"{kind} train, {preset}",
-                       lambda *p, **k: train_ips(step, cfg.batch_size, device, s, *p, **k))
+            measure = lambda *p, **k: train_ips(step, cfg.batch_size, device, s, *p, **k)  # noqa: E731
+            add_switch(res, r, "fused-lif", "fused", f"{kind} train, {preset}", measure)
+            if kind == "sdid":
+                add_switch(res, r, "mean-first", "mean_first", f"{kind} train, {preset}", measure)
             res["train"][kind][preset] = {"T": cfg.T, "batch_size": cfg.batch_size, **r}
 
     # 2. sampling throughput: untrained cpu-preset SDID + VQ-SVAE
@@ -221,23 +227,24 @@ def main(argv=None):
     for key, sampler, steps in (("paper", "paper", 0), ("maskgit12", "maskgit", 12)):
         r = compare(lambda *p: sample_ips(sdid, vq, sampler, steps, device, s, *p), device, args.bf16)
         res["optimisations"] += gain_rows(f"sampling, {key}", r)
+        measure = lambda *p, **k: sample_ips(sdid, vq, sampler, steps, device, s, *p, **k)  # noqa: E731
         if sampler == "paper":     # then skip the images with nothing to unmask
-            add_switch(res, r, "skip-unchanged", "skip_unchanged", f"sampling, {key}",
-                       lambda *p, **k: sample_ips(sdid, vq, sampler, steps, device, s, *p, **k))
+            add_switch(res, r, "skip-unchanged", "skip_unchanged", f"sampling, {key}", measure)
+        add_switch(res, r, "mean-first", "mean_first", f"sampling, {key}", measure)
         res["sampling"][key] = {"n_images": s["n_images"], **r}
 
     # 3. how cost grows, on the optimised paths of the cpu-preset SDID
     best = res["train"]["sdid"]["cpu"]["optimised_path"]
 
     def sdid_ips(cfg):
-        return train_ips(trainer("sdid", cfg, device, s["warmup"]), cfg.batch_size, device, s, *best.values())
+        return train_ips(trainer("sdid", cfg, device, s["warmup"]), cfg.batch_size, device, s, **best)
     b0 = s["batches"][0]
     res["scaling"]["sdid_train_vs_T"] = {"batch_size": b0, "path": best, "images_per_s": {
         T: sdid_ips(replace(sd_cfg, T=T, batch_size=b0)) for T in s["Ts"]}}
     res["scaling"]["sdid_train_vs_batch"] = {"T": sd_cfg.T, "path": best, "images_per_s": {
         b: sdid_ips(replace(sd_cfg, batch_size=b)) for b in s["batches"]}}
     best = res["sampling"]["maskgit12"]["optimised_path"]
-    ips = {st: sample_ips(sdid, vq, "maskgit", st, device, s, *best.values()) for st in s["steps"]}
+    ips = {st: sample_ips(sdid, vq, "maskgit", st, device, s, **best) for st in s["steps"]}
     res["scaling"]["maskgit_vs_steps"] = {"n_images": s["n_images"], "path": best, "images_per_s": ips,
                                           "seconds": {st: s["n_images"] / v for st, v in ips.items()}}
     res["meta"]["seconds"] = round(time.time() - t_start, 1)

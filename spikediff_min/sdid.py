@@ -5,6 +5,12 @@ K codes [B, K, H, W]. The paper's network: token ids and t as two float planes, 
 steps, Conv3x3-BN-LIF blocks 2->64 (x1), 64->128, 128->256, 256->512, 512->256 (x5), then a
 non-spiking Conv3x3 on cat[x5, x1] -> K, averaged over T.
 
+Speed switch (issue 7; the same function, so no ablation): `MEAN_FIRST = True` averages the
+spikes over T before the readout conv instead of averaging its T outputs. The conv is linear, so
+mean_T(conv(s_t)) = conv(mean_T(s_t)) exactly (up to float rounding, gradients included), and the
+readout, whose cost grows with K, runs once instead of T times. energy.EnergyMeter turns it off, so
+the energy estimate still counts the readout's synaptic operations on spikes at every step.
+
 Named options beyond the paper (ablation in the README):
 - `token_input="embed"`: a learned token embedding instead of the raw id as a float (a float id
   puts unrelated codes next to each other);
@@ -20,6 +26,8 @@ import torch.nn as nn
 
 from . import absorbing
 from .layers import ConvBNLIF, SeqToANN
+
+MEAN_FIRST = True   # average over T before the (linear) readout conv: same logits, 1/T of its cost
 
 
 @dataclass
@@ -79,7 +87,10 @@ class SDID(nn.Module):
     def forward(self, x_t, t):
         x1 = self.block1(self.inputs(x_t, t), T=self.cfg.T)   # [T, B, c1, H, W], computed once
         x5 = self.blocks(x1)                                   # [T, B, c5, H, W]
-        return self.out(torch.cat([x5, x1], 2)).mean(0)        # [B, K, H, W]
+        s = torch.cat([x5, x1], 2)                             # [T, B, c5 + c1, H, W]
+        if MEAN_FIRST:
+            return self.out(s.mean(0, keepdim=True))[0]        # [B, K, H, W], one conv
+        return self.out(s).mean(0)                             # [B, K, H, W], T convs
 
 
 def config_from_preset(name, **overrides):

@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from spikediff_min import absorbing
+from spikediff_min import sdid as sdid_module
 from spikediff_min.lif import LIF
 from spikediff_min.sdid import SDID, SDID_PRESETS, SDIDConfig, train_sdid
 from spikediff_min.vqsvae import VQ_PRESETS
@@ -58,7 +59,8 @@ def test_bad_token_input_raises():
 
 @pytest.mark.parametrize("token_input", ["float", "embed"])
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_every_conv_after_the_first_sees_spikes(token_input, mode):
+def test_every_conv_after_the_first_sees_spikes(token_input, mode, monkeypatch):
+    monkeypatch.setattr(sdid_module, "MEAN_FIRST", False)           # the readout run at every step
     torch.manual_seed(0)
     model = SDID(tiny(token_input))
     model.train(mode == "train")
@@ -88,6 +90,24 @@ def test_logits_are_the_time_mean_of_a_non_spiking_readout(token_input):
     per_step = torch.stack([model.out.module(torch.cat([x5[i], x1[i]], 1)) for i in range(2)])
     assert torch.allclose(model(x_t, t), per_step.mean(0), atol=1e-6)
     assert sum(isinstance(m, LIF) for m in model.modules()) == 5    # no neuron on the output
+
+
+@pytest.mark.parametrize("token_input", ["float", "embed"])
+def test_mean_first_gives_the_same_logits_and_gradients(token_input, monkeypatch):
+    torch.manual_seed(0)
+    model = SDID(tiny(token_input))
+    x_t, t = _inputs(7)
+    results = []
+    for mean_first in (False, True):
+        monkeypatch.setattr(sdid_module, "MEAN_FIRST", mean_first)
+        model.zero_grad()
+        logits = model(x_t, t)
+        (logits ** 2).mean().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (plain, g_plain), (fast, g_fast) = results
+    assert plain.abs().max() > 0
+    assert torch.allclose(plain, fast, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g_plain, g_fast))
 
 
 def test_grad_reaches_embedding_rows_used():
