@@ -62,6 +62,8 @@ def parse_args(argv=None):
     g.add_argument("--vq-epochs", type=float, help="VQ-SVAE epochs (fractions allowed)")
     g.add_argument("--sdid-epochs", type=float, help="SDID epochs (fractions allowed)")
     g.add_argument("--num-codes", type=int, help="codebook size K")
+    g.add_argument("--code-dim", type=int, help="VQ-SVAE codebook vector size D")
+    g.add_argument("--width", type=int, help="VQ-SVAE encoder width (the decoder mirrors it)")
     g.add_argument("--amp", choices=["on", "off"], help="bf16 autocast (fast only on CPUs with AMX/AVX512-BF16, and GPUs)")
     g.add_argument("--neuron", choices=["lif", "relu"], help="relu: the ANN twin, with T = 1 unless --T is given")
     args = p.parse_args(argv)
@@ -74,8 +76,9 @@ def configs(args, in_channels):
     common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
                                     neuron=args.neuron,
                                     amp=None if args.amp is None else args.amp == "on").items() if v is not None}
-    vq = vq_config(args.preset, in_channels=in_channels, **common,
-                   **({"epochs": args.vq_epochs} if args.vq_epochs is not None else {}))
+    vq_only = {k: v for k, v in dict(epochs=args.vq_epochs, code_dim=args.code_dim, width=args.width).items()
+               if v is not None}
+    vq = vq_config(args.preset, in_channels=in_channels, **common, **vq_only)
     sd = sdid_config(args.preset, **common, **({"epochs": args.sdid_epochs} if args.sdid_epochs is not None else {}))
     return vq, sd
 
