@@ -66,8 +66,9 @@ def main(argv=None):
     device = pick_device(a.device)
     vq, sdid = load_run(a, device)
     rows = {}
-    for label, switches in (("plain", [False] * len(SWITCHES)), ("optimised", None)):
-        with path(*switches) if switches else path(*[getattr(m, k) for m, k in SWITCHES]):
+    defaults = [getattr(m, k) for m, k in SWITCHES]
+    for label, values in (("plain", [False] * len(SWITCHES)), ("optimised", defaults)):
+        with path(*values):
             used = {k: getattr(m, k) for m, k in SWITCHES}
             images, secs = generate(sdid, vq, a.n, a.temperature, a.sampler, device=device, seed=a.seed)
         score = fid.fid(images, a.dataset, root=a.data_root, device=device)

@@ -6,9 +6,10 @@ Per step t with input current X[t] (hard reset, input decay, as in the paper's r
     reset:  V[t] = H[t] * (1 - S[t]) + V_reset * S[t],   V[-1] = V_reset
 The time loop lives inside forward: no state survives between calls, so no `reset_net`.
 
-`FUSED = True` (off by default: no faster on the 2-core CPU) runs the loop outside autograd and back-propagates through time by hand
-(`_LIFFunction`): the same spikes, and the same gradients up to float rounding, with one saved
-tensor per step instead of autograd's graph of small ops. False: the loop above, under autograd.
+`FUSED = True` (off by default: no faster on the 2-core CPU) runs the loop outside autograd and
+back-propagates through time by hand (`_LIFFunction`): the same spikes, and the same gradients up
+to float rounding, with one saved tensor per step instead of autograd's graph of small ops.
+False: the loop above, under autograd.
 
     lif = LIF(tau=2.0)
     s = lif(x)                       # x: [T, ...] -> spikes [T, ...]

@@ -79,7 +79,8 @@ def configs(args, in_channels):
     vq_only = {k: v for k, v in dict(epochs=args.vq_epochs, code_dim=args.code_dim, width=args.width).items()
                if v is not None}
     vq = vq_config(args.preset, in_channels=in_channels, **common, **vq_only)
-    sd = sdid_config(args.preset, **common, **({"epochs": args.sdid_epochs} if args.sdid_epochs is not None else {}))
+    sd_only = {"epochs": args.sdid_epochs} if args.sdid_epochs is not None else {}
+    sd = sdid_config(args.preset, **common, **sd_only)
     return vq, sd
 
 
