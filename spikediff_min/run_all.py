@@ -57,6 +57,9 @@ def parse_args(argv=None):
                    help="images for the energy estimate (reconstructed and generated; 0 skips it)")
     g = p.add_argument_group("overrides of the preset (both stages unless named)")
     g.add_argument("--T", type=int, help="SNN time steps")
+    g.add_argument("--vq-T", type=int, help="SNN time steps of the VQ-SVAE only (wins over --T)")
+    g.add_argument("--sdid-T", type=int, help="SNN time steps of the SDID only (wins over --T); the SDID sees tokens, "
+                                              "so its T need not match the VQ-SVAE's")
     g.add_argument("--batch-size", type=int, help="batch size")
     g.add_argument("--lr", type=float, help="AdamW learning rate")
     g.add_argument("--vq-epochs", type=float, help="VQ-SVAE epochs (fractions allowed)")
@@ -76,11 +79,11 @@ def configs(args, in_channels):
     common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
                                     neuron=args.neuron,
                                     amp=None if args.amp is None else args.amp == "on").items() if v is not None}
-    vq_only = {k: v for k, v in dict(epochs=args.vq_epochs, code_dim=args.code_dim, width=args.width).items()
-               if v is not None}
-    vq = vq_config(args.preset, in_channels=in_channels, **common, **vq_only)
-    sd_only = {"epochs": args.sdid_epochs} if args.sdid_epochs is not None else {}
-    sd = sdid_config(args.preset, **common, **sd_only)
+    vq_only = {k: v for k, v in dict(T=args.vq_T, epochs=args.vq_epochs, code_dim=args.code_dim,
+                                     width=args.width).items() if v is not None}
+    vq = vq_config(args.preset, in_channels=in_channels, **{**common, **vq_only})
+    sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs).items() if v is not None}
+    sd = sdid_config(args.preset, **{**common, **sd_only})
     return vq, sd
 
 

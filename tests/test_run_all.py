@@ -40,6 +40,13 @@ def test_help_explains_every_flag(capsys):
         assert flag in text
 
 
+def test_per_stage_T_overrides_the_shared_one():
+    vq, sd = run_all.configs(run_all.parse_args(["--T", "2", "--sdid-T", "4"]), in_channels=1)
+    assert (vq.T, sd.T) == (2, 4)
+    vq, sd = run_all.configs(run_all.parse_args(["--vq-T", "3"]), in_channels=1)
+    assert (vq.T, sd.T) == (3, 4)      # the cpu preset's SDID keeps its T = 4
+
+
 @pytest.mark.parametrize("argv", [["--dataset", "svhn"], ["--preset", "huge"], ["--no-such-flag"]])
 def test_bad_arguments_name_the_choices(argv, capsys):
     with pytest.raises(SystemExit) as e:
