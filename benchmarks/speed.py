@@ -12,7 +12,9 @@ benchmarks/speed.json. Paths (see spikediff_min/layers.py for the switches):
   fp32; --bf16 measures it on cpu too, but never picks it). For the paper sampler the optimised
   path also skips the images with no token to unmask at a step (absorbing.SKIP_UNCHANGED), and
   training also tries the hand-written BPTT of the LIF loop (lif.FUSED); the SDID, in training and
-  sampling, also tries averaging over T before its readout conv (sdid.MEAN_FIRST).
+  sampling, also tries averaging over T before its readout conv (sdid.MEAN_FIRST). Sampling also
+  tries the no-grad LIF loop in fewer passes (lif.INFERENCE_FAST) and, for the paper sampler, the
+  readout at the drawn tokens only (absorbing.LOGITS_WHERE_DRAWN).
 Every number is the median of `repeats` timed calls after `warmup` untimed ones per model and
 `rewarm` more per path (the same model and optimizer serve every path; 4x the repeats on cuda,
 where a step takes milliseconds and launch jitter dominates), on random data:
@@ -52,14 +54,16 @@ SETTINGS = {  # untimed calls (once per model, again per path), timed calls, siz
 
 
 SWITCHES = ((layers, "STATIC_ONCE"), (layers, "CHANNELS_LAST"), (absorbing, "SKIP_UNCHANGED"), (lif, "FUSED"),
-            (sdid_module, "MEAN_FIRST"))
+            (sdid_module, "MEAN_FIRST"), (lif, "INFERENCE_FAST"), (absorbing, "LOGITS_WHERE_DRAWN"))
 
 
 @contextmanager
-def path(static_once, channels_last, skip_unchanged=False, fused=False, mean_first=False):
-    """Set the package's switches for the duration (all off: the plain path)."""
+def path(static_once, channels_last, skip_unchanged=False, fused=False, mean_first=False, inference_fast=False,
+         where_drawn=False):
+    """Set the package's switches (SWITCHES, in order) for the duration (all off: the plain path)."""
     saved = [getattr(mod, name) for mod, name in SWITCHES]
-    for (mod, name), value in zip(SWITCHES, (static_once, channels_last, skip_unchanged, fused, mean_first)):
+    values = (static_once, channels_last, skip_unchanged, fused, mean_first, inference_fast, where_drawn)
+    for (mod, name), value in zip(SWITCHES, values):
         setattr(mod, name, value)
     try:
         yield
@@ -118,12 +122,11 @@ def train_ips(step, batch_size, device, s, static_once, channels_last, amp=False
     return batch_size / sec
 
 
-def sample_ips(sdid, vq, sampler, steps, device, s, static_once, channels_last, amp=False, skip_unchanged=False,
-               mean_first=False):
+def sample_ips(sdid, vq, sampler, steps, device, s, static_once, channels_last, amp=False, **switches):
     n = s["n_images"]
     sdid.cfg = replace(sdid.cfg, amp=amp)          # make_denoiser reads cfg.amp
     gen = lambda sm, st, k: generate(sdid, vq, k, 1.0, sm, st, device, batch_size=k, progress=False)  # noqa: E731
-    with path(static_once, channels_last, skip_unchanged=skip_unchanged, mean_first=mean_first):
+    with path(static_once, channels_last, **switches):
         sec = median_seconds(lambda: gen(sampler, steps, n), device, 1, s["sample_repeats"],
                              warm_fn=lambda: gen("maskgit", 2, min(n, 4)))
     return n / sec
@@ -231,6 +234,9 @@ def main(argv=None):
         if sampler == "paper":     # then skip the images with nothing to unmask
             add_switch(res, r, "skip-unchanged", "skip_unchanged", f"sampling, {key}", measure)
         add_switch(res, r, "mean-first", "mean_first", f"sampling, {key}", measure)
+        add_switch(res, r, "inference-lif", "inference_fast", f"sampling, {key}", measure)
+        if r["optimised_path"].get("skip_unchanged"):   # then ask only for the logits of the tokens drawn
+            add_switch(res, r, "where-drawn", "where_drawn", f"sampling, {key}", measure)
         res["sampling"][key] = {"n_images": s["n_images"], **r}
 
     # 3. how cost grows, on the optimised paths of the cpu-preset SDID

@@ -23,6 +23,10 @@ from tqdm.auto import tqdm
 # draws tokens only where they are unmasked. Unused logits are never computed, so the samples follow
 # the same distribution; False is the straightforward path (benchmarks/speed.py compares them).
 SKIP_UNCHANGED = True
+# With SKIP_UNCHANGED, also ask the denoiser only for the logits of the tokens drawn (one or two of
+# 49 per image and step) when it can compute them alone (`denoiser.takes_where`, the SDID's linear
+# readout). The same logits up to float rounding.
+LOGITS_WHERE_DRAWN = True
 
 
 def q_sample(x_0, t, num_timesteps, mask_id):
@@ -45,19 +49,27 @@ def loss(logits, x_0, mask, t, num_timesteps):
     return (weight * ce.flatten(1).sum(1) / (math.log(2) * n_tokens)).mean()
 
 
-def _draw_at(logits, where, temperature):
-    """Tokens from softmax(logits / temperature) at the positions where [B, H, W] is True, in
-    row-major order: [B, K, H, W] -> [n_true] long. Temperature 0 is argmax."""
-    picked = logits.permute(0, 2, 3, 1)[where]                                    # [n_true, K]
+def _draw_rows(picked, temperature):
+    """One token per row from softmax(picked / temperature): [n, K] -> [n] long. Temperature 0 is
+    argmax."""
     if temperature == 0:
         return picked.argmax(1)
     return torch.multinomial(F.softmax(picked.float() / temperature, dim=1), 1).squeeze(1)
 
 
 def _draw(logits, temperature):
-    """_draw_at every position: [B, K, H, W] -> [B, H, W]."""
-    every = torch.ones(logits.shape[0], *logits.shape[2:], dtype=torch.bool, device=logits.device)
-    return _draw_at(logits, every, temperature).view(every.shape)
+    """A token at every position: [B, K, H, W] -> [B, H, W]."""
+    b, k, h, w = logits.shape
+    return _draw_rows(logits.permute(0, 2, 3, 1).reshape(-1, k), temperature).view(b, h, w)
+
+
+def _logits_at(denoiser, x_t, t, where):
+    """Logits [n_true, K] at the positions where [B, H, W] is True, in row-major order. A denoiser
+    with `takes_where = True` (sdid.make_denoiser) computes only those (LOGITS_WHERE_DRAWN);
+    any other gives [B, K, H, W] and the rows are picked from it."""
+    if LOGITS_WHERE_DRAWN and getattr(denoiser, "takes_where", False):
+        return denoiser(x_t, t, where=where)
+    return denoiser(x_t, t).permute(0, 2, 3, 1)[where]
 
 
 @torch.no_grad()
@@ -79,10 +91,8 @@ def sample(denoiser, n, shape, num_timesteps, mask_id, temperature=1.0, batch_si
             t_b = torch.full((b,), t, dtype=torch.long, device=device)
             if SKIP_UNCHANGED:      # only the images with a token to unmask, only the tokens unmasked
                 rows = change.flatten(1).any(1).nonzero().squeeze(1)                  # [r]
-                logits = denoiser(x_t[rows], t_b[rows])                               # [r, K, H, W]
-                c = change[rows]                                                      # [r, H, W]
-                x_rows = x_t[rows]
-                x_rows[c] = _draw_at(logits, c, temperature)
+                c, x_rows = change[rows], x_t[rows]                                   # [r, H, W]
+                x_rows[c] = _draw_rows(_logits_at(denoiser, x_rows, t_b[rows], c), temperature)
                 x_t[rows] = x_rows
             else:                   # the straightforward path: every image, every position
                 logits = denoiser(x_t, t_b)

@@ -10,6 +10,8 @@ spikes over T before the readout conv instead of averaging its T outputs. The co
 mean_T(conv(s_t)) = conv(mean_T(s_t)) exactly (up to float rounding, gradients included), and the
 readout, whose cost grows with K, runs once instead of T times. energy.EnergyMeter turns it off, so
 the energy estimate still counts the readout's synaptic operations on spikes at every step.
+With MEAN_FIRST, `model(x_t, t, where=mask)` runs the readout only at the masked-in positions
+(`conv_at`); the paper sampler asks for just the tokens it draws (absorbing.LOGITS_WHERE_DRAWN).
 
 Named options beyond the paper (ablation in the README):
 - `token_input="embed"`: a learned token embedding instead of the raw id as a float (a float id
@@ -18,11 +20,13 @@ Named options beyond the paper (ablation in the README):
 
     model = SDID(SDID_PRESETS["cpu"])
     logits = model(x_t, t)          # [B, K, H, W]
+    picked = model(x_t, t, where=m) # [m.sum(), K], the same rows of logits.permute(0, 2, 3, 1)[m]
 """
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import absorbing
 from .layers import ConvBNLIF, SeqToANN
@@ -84,13 +88,32 @@ class SDID(nn.Module):
         return torch.cat([self.embed(x_t).permute(0, 3, 1, 2),
                           t_plane / self.cfg.num_timesteps], 1)
 
-    def forward(self, x_t, t):
+    def forward(self, x_t, t, where=None):
+        """Logits [B, K, H, W]; with `where` [B, H, W] bool, only those at the True positions,
+        [n_true, K] in row-major order (the readout conv is then run at those positions alone)."""
         x1 = self.block1(self.inputs(x_t, t), T=self.cfg.T)   # [T, B, c1, H, W], computed once
         x5 = self.blocks(x1)                                   # [T, B, c5, H, W]
-        s = torch.cat([x5, x1], 2)                             # [T, B, c5 + c1, H, W]
-        if MEAN_FIRST:
-            return self.out(s.mean(0, keepdim=True))[0]        # [B, K, H, W], one conv
-        return self.out(s).mean(0)                             # [B, K, H, W], T convs
+        if not MEAN_FIRST:
+            logits = self.out(torch.cat([x5, x1], 2)).mean(0)  # [T, B, c5 + c1, H, W] -> [B, K, H, W], T convs
+            return logits if where is None else logits.permute(0, 2, 3, 1)[where]
+        s = torch.cat([x5.mean(0), x1.mean(0)], 1)             # [B, c5 + c1, H, W]: mean, then concatenate
+        if where is None:
+            return self.out(s.unsqueeze(0))[0]                 # [B, K, H, W], one conv
+        return conv_at(self.out.module, s, where)              # [n_true, K]
+
+
+def conv_at(conv, x, where):
+    """A stride-1 Conv2d's output at the positions where [B, H, W] is True (row-major order) and
+    nowhere else: x [B, C, H, W] -> [n_true, C_out]. Each is one patch times the weights."""
+    assert conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1, "plain stride-1 conv only"
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    b, i, j = where.nonzero(as_tuple=True)                     # [n] each, row-major
+    x = F.pad(x, (pw, pw, ph, ph))                             # [B, C, H + 2ph, W + 2pw]
+    rows = (i[:, None] + torch.arange(kh, device=x.device))[:, :, None]     # [n, kh, 1]
+    cols = (j[:, None] + torch.arange(kw, device=x.device))[:, None, :]     # [n, 1, kw]
+    patches = x[b[:, None, None], :, rows, cols]               # [n, kh, kw, C]
+    y = patches.permute(0, 3, 1, 2).flatten(1) @ conv.weight.flatten(1).T   # [n, C_out]
+    return y if conv.bias is None else y + conv.bias
 
 
 def config_from_preset(name, **overrides):
@@ -126,8 +149,9 @@ def make_denoiser(model, amp=None):
     amp = model.cfg.amp if amp is None else amp
     model.eval()
 
-    def denoiser(x_t, t):
+    def denoiser(x_t, t, where=None):
         from .train import autocast
         with autocast(x_t.device, amp):
-            return model(x_t, t).float()
+            return model(x_t, t, where).float()
+    denoiser.takes_where = True     # absorbing.sample may ask for the logits at some positions only
     return denoiser

@@ -255,3 +255,29 @@ def test_skipping_unchanged_images_gives_the_same_greedy_samples(monkeypatch):
     assert torch.equal(runs[True][0], runs[False][0])
     assert runs[True][1] < runs[False][1]
     assert all(len(x) <= 4 and (x == K).flatten(1).any(1).all() for x, _ in rec.calls)  # masked images only
+
+
+def test_logits_where_drawn_asks_only_for_the_drawn_tokens(monkeypatch):
+    """absorbing.LOGITS_WHERE_DRAWN: a denoiser with `takes_where` is asked for exactly the
+    positions unmasked at this step, and the samples equal those drawn from the full logits."""
+    def logits_fn(x_t, t):
+        return torch.stack([((x_t + 3 * k) % 5).float() + t.view(-1, 1, 1) % (k + 2) for k in range(K)], 1)
+
+    asked = []
+
+    def denoiser(x_t, t, where=None):
+        full = logits_fn(x_t, t)
+        if where is None:
+            return full
+        asked.append((((x_t == K) & where) == where, int(where.sum())))   # masked positions only
+        return full.permute(0, 2, 3, 1)[where]
+    denoiser.takes_where = True
+
+    runs = {}
+    for on in (False, True):
+        monkeypatch.setattr(absorbing, "LOGITS_WHERE_DRAWN", on)
+        torch.manual_seed(0)
+        runs[on] = absorbing.sample(denoiser, 6, (4, 4), 16, K, temperature=1.0, batch_size=4, progress=False)
+    assert torch.equal(runs[True], runs[False]) and (runs[True] != K).all()
+    assert all(ok.all() for ok, _ in asked)
+    assert sum(n for _, n in asked) == 6 * 16                  # each token is asked for once, when drawn

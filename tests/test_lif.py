@@ -161,3 +161,30 @@ def test_fused_bptt_equals_autograd_through_the_loop(monkeypatch, detach_reset, 
     assert torch.equal(out[True][0], out[False][0]) and 0 < out[True][0].mean() < 1
     assert torch.allclose(out[True][1], out[False][1], rtol=1e-5, atol=1e-6)
     assert out[True][1].abs().max() > 0.1            # the gradient is not trivially zero
+
+
+@pytest.mark.parametrize("v_reset", [0.0, -0.3])
+@pytest.mark.parametrize("tau", [2.0, 3.0])
+def test_inference_fast_path_gives_the_plain_spikes(monkeypatch, tau, v_reset):
+    """lif.INFERENCE_FAST (no grad): the plain loop's spikes, in the input's memory layout."""
+    torch.manual_seed(4)
+    x = (2 * torch.randn(6 * 5, 8, 7, 7) + 1.5).contiguous(memory_format=torch.channels_last)
+    x = x.unflatten(0, (6, 5))                                   # [T, B, C, H, W], NHWC strides
+    layer = LIF(tau=tau, v_reset=v_reset)
+    out = {}
+    for fast in (False, True):
+        monkeypatch.setattr(lif, "INFERENCE_FAST", fast)
+        with torch.no_grad():
+            out[fast] = layer(x)
+    assert out[True].stride() == x.stride()
+    assert 0.1 < out[True].mean() < 0.9                          # both branches of the reset happen
+    if v_reset == 0.0:
+        assert torch.equal(out[True], out[False])
+    else:   # the reset value is exact on the fast path and h - (h - v_reset) on the plain one
+        assert (out[True] != out[False]).float().mean() < 1e-3
+
+
+def test_inference_fast_path_is_not_used_when_training():
+    x = (torch.randn(4, 10) + 1).requires_grad_()
+    LIF()(x).sum().backward()                                    # the autograd loop, gradients reach x
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -165,3 +165,29 @@ def test_train_sdid_decreases_loss():
     before, after = _heldout_loss(init, tokens, 49), _heldout_loss(model, tokens, 49)
     assert after < 0.75 * before, (before, after)
     assert not model.training
+
+
+@pytest.mark.parametrize("kernel, padding, bias", [(3, 1, True), (5, 2, False), (3, 0, True)])
+def test_conv_at_is_the_conv_picked_at_the_positions(kernel, padding, bias):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 4, kernel, padding=padding, bias=bias)
+    x = torch.randn(3, 6, 7, 7)
+    full = conv(x)                                             # [3, 4, H', W']
+    where = torch.rand(3, *full.shape[2:]) < 0.3
+    where[0, 0, 0] = where[-1, -1, -1] = True                  # corners: the padding is used
+    picked = sdid_module.conv_at(conv, x, where)
+    assert picked.shape == (int(where.sum()), 4)
+    assert torch.allclose(picked, full.permute(0, 2, 3, 1)[where], atol=1e-5)
+
+
+@pytest.mark.parametrize("mean_first", [False, True])
+def test_sdid_where_gives_the_picked_logits(mean_first, monkeypatch):
+    monkeypatch.setattr(sdid_module, "MEAN_FIRST", mean_first)
+    torch.manual_seed(0)
+    model = SDID(tiny("embed")).eval()
+    x_t, t = _inputs(5)
+    where = torch.rand(x_t.shape) < 0.2
+    with torch.no_grad():
+        full, picked = model(x_t, t), model(x_t, t, where=where)
+    assert picked.shape == (int(where.sum()), model.cfg.num_codes)
+    assert torch.allclose(picked, full.permute(0, 2, 3, 1)[where], atol=1e-5)
