@@ -5,8 +5,10 @@
 
 Loads the run's finished checkpoints (nothing is trained) and times one call of
 evaluate.generate (tokens and decoding, batch --batch-size) on the package's default path, as
-run_all.py samples. On cpu it uses 2 threads unless --threads says otherwise. Adds an entry keyed
-by device and sampler to benchmarks/sampling_time.json.
+run_all.py samples; the time includes any one-off torch.compile of the LIF loop
+(lif.INFERENCE_COMPILE, about 30 s), which the small warm-up does not trigger. On cpu it uses 2
+threads unless --threads says otherwise. `--off SWITCH ...` turns switches off for an A/B. Adds an
+entry keyed by device, sampler and switches turned off to benchmarks/sampling_time.json.
 """
 import os
 import platform
@@ -27,7 +29,12 @@ def main(argv=None):
     p = run_parser(__doc__, "sampling_time.json")
     p.add_argument("--batch-size", type=int, default=500, help="images sampled side by side (run_all.py uses 500)")
     p.add_argument("--threads", type=int, help="torch threads (default 2 on cpu)")
+    p.add_argument("--off", nargs="+", default=[], choices=[k for _, k in SWITCHES],
+                   help="switches to turn off for this run (an A/B against the default path)")
     a = p.parse_args(argv)
+    for m, k in SWITCHES:
+        if k in a.off:
+            setattr(m, k, False)
     device = pick_device(a.device)
     if device.type == "cpu" or a.threads:
         torch.set_num_threads(a.threads or 2)
@@ -37,7 +44,8 @@ def main(argv=None):
                             batch_size=a.batch_size, seed=a.seed)
     assert len(images) == a.n
     print(f"{a.n} images in {secs:.1f} s ({secs / 60:.2f} min, {a.n / secs:.1f} img/s) on {device_name(device)}")
-    save_entry(a.json, f"{a.dataset}-{device.type}-{a.sampler}", {
+    key = f"{a.dataset}-{device.type}-{a.sampler}" + "".join(f"-off-{k}" for k in a.off)
+    save_entry(a.json, key, {
         "run": a.run, "overrides": a.overrides, "n": a.n, "batch_size": a.batch_size, "sampler": a.sampler,
         "temperature": a.temperature, "seconds": secs, "images_per_s": a.n / secs,
         "switches": {k: getattr(m, k) for m, k in SWITCHES}, "device": str(device),

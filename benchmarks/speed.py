@@ -14,7 +14,9 @@ benchmarks/speed.json. Paths (see spikediff_min/layers.py for the switches):
   training also tries the hand-written BPTT of the LIF loop (lif.FUSED); the SDID, in training and
   sampling, also tries averaging over T before its readout conv (sdid.MEAN_FIRST). Sampling also
   tries the no-grad LIF loop in fewer passes (lif.INFERENCE_FAST) and, for the paper sampler, the
-  readout at the drawn tokens only (absorbing.LOGITS_WHERE_DRAWN).
+  readout at the drawn tokens only (absorbing.LOGITS_WHERE_DRAWN). lif.INFERENCE_COMPILE is off on
+  every path here: it only acts on batches far bigger than these (benchmarks/sampling_time.py
+  measures it, at the batch of 500 run_all.py samples with).
 Every number is the median of `repeats` timed calls after `warmup` untimed ones per model and
 `rewarm` more per path (the same model and optimizer serve every path; 4x the repeats on cuda,
 where a step takes milliseconds and launch jitter dominates), on random data:
@@ -54,15 +56,17 @@ SETTINGS = {  # untimed calls (once per model, again per path), timed calls, siz
 
 
 SWITCHES = ((layers, "STATIC_ONCE"), (layers, "CHANNELS_LAST"), (absorbing, "SKIP_UNCHANGED"), (lif, "FUSED"),
-            (sdid_module, "MEAN_FIRST"), (lif, "INFERENCE_FAST"), (absorbing, "LOGITS_WHERE_DRAWN"))
+            (sdid_module, "MEAN_FIRST"), (lif, "INFERENCE_FAST"), (absorbing, "LOGITS_WHERE_DRAWN"),
+            (lif, "INFERENCE_COMPILE"))
 
 
 @contextmanager
 def path(static_once, channels_last, skip_unchanged=False, fused=False, mean_first=False, inference_fast=False,
-         where_drawn=False):
+         where_drawn=False, inference_compile=False):
     """Set the package's switches (SWITCHES, in order) for the duration (all off: the plain path)."""
     saved = [getattr(mod, name) for mod, name in SWITCHES]
-    values = (static_once, channels_last, skip_unchanged, fused, mean_first, inference_fast, where_drawn)
+    values = (static_once, channels_last, skip_unchanged, fused, mean_first, inference_fast, where_drawn,
+              inference_compile)
     for (mod, name), value in zip(SWITCHES, values):
         setattr(mod, name, value)
     try:

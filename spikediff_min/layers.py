@@ -25,6 +25,7 @@ Two module-level switches, for benchmarks/speed.py and the tests; neither change
 import torch
 import torch.nn as nn
 
+from . import lif
 from .lif import LIF
 
 STATIC_ONCE = True      # time-invariant input: conv + BN once instead of on T copies
@@ -75,16 +76,32 @@ class ConvBNLIF(nn.Module):
     def forward(self, x, T=None):
         if T is not None and not STATIC_ONCE:          # T copies: [B, ...] -> [T, B, ...]
             x, T = x.unsqueeze(0).expand(T, *x.shape), None
+        fold = (lif.INFERENCE_FAST and not self.training and not torch.is_grad_enabled()
+                and isinstance(self.neuron, LIF))      # eval, no autograd: BN is an affine the LIF loop applies
         if T is None:                                  # x: [T, B, C, H, W]
             t, b = x.shape[:2]
-            y = self.bn(self.conv(_layout(x.flatten(0, 1)))).unflatten(0, (t, b))
+            y = self.conv(_layout(x.flatten(0, 1)))    # [T*B, C_out, H', W']
+            y = (y if fold else self.bn(y)).unflatten(0, (t, b))
         else:                                          # x: [B, C, H, W], same at every step
             y = self.conv(_layout(x)).unsqueeze(0).expand(T, -1, -1, -1, -1)   # conv once
-            if self.training:   # BN over all T copies, so running_var gets the T*B*H*W correction
+            if fold:
+                pass
+            elif self.training:   # BN over all T copies, so running_var gets the T*B*H*W correction
                 y = self.bn(y.flatten(0, 1)).unflatten(0, (T, x.shape[0]))
             else:
                 y = self.bn(y[0]).unsqueeze(0).expand(T, -1, -1, -1, -1)
+        if fold:
+            return self.neuron(y, affine=[a.to(y.dtype) for a in bn_affine(self.bn)])
         return self.neuron(y)                          # [T, B, C_out, H', W']
+
+
+def bn_affine(bn):
+    """A BatchNorm2d in eval as y * scale + shift: (scale, shift), each [C, 1, 1]."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0)
+    return scale.view(-1, 1, 1), shift.view(-1, 1, 1)
 
 
 def psp(s, tau_s=2.0):

@@ -11,6 +11,16 @@ four passes over the membrane per step instead of eight: charge (lerp), compare 
 test as h - V_th >= 0), hard reset as a masked fill of h, and the spikes written straight into one
 preallocated [T, ...] output (no stack). Identical spikes when V_reset = 0 (the paper's); otherwise
 the reset value is V_reset exactly where the plain path has h - (h - V_reset), equal up to rounding.
+`LIF(x, affine=(scale, shift))` charges with x * scale + shift instead of x: a BatchNorm in eval
+folded into the loop (layers.ConvBNLIF does this when it runs without autograd).
+
+`INFERENCE_COMPILE = True` (on by default; issue 7): on inputs of at least COMPILE_MIN_ELEMENTS
+(sampling batches, not the tests' toy tensors) that loop goes through torch.compile, which fuses
+the affine, charge, fire and reset of all T steps into one kernel: it reads X once and writes S
+once. It compiles once per process and per T (about 20-40 s on the 2-core CPU) and falls back to
+the eager loop, with a warning, where compiling fails (no C++ compiler, say). Spikes equal the
+eager loop's except where rounding puts H within an ulp of V_th (compiled code may fuse a multiply
+and an add): tests/test_lif.py bounds that at 1e-4 of the spikes.
 
 `FUSED = True` (off by default: no faster on the 2-core CPU) runs the loop outside autograd and
 back-propagates through time by hand (`_LIFFunction`): the same spikes, and the same gradients up
@@ -21,25 +31,50 @@ False: the loop above, under autograd.
     s = lif(x)                       # x: [T, ...] -> spikes [T, ...]
     s, v = lif(x, return_membrane=True)   # also H[t], the charged membrane before reset
 """
+import warnings
+
 import torch
 import torch.nn as nn
 
 from .surrogate import atan
 
 INFERENCE_FAST = True   # no-grad forward in 4 passes per step instead of 8 (same spikes); speed.py measures it
+INFERENCE_COMPILE = True   # torch.compile that loop for big inputs (one kernel for all T steps)
+COMPILE_MIN_ELEMENTS = 2 ** 20
 FUSED = False   # hand-written BPTT instead of autograd (same function); 0.91-1.01x on the 2-core CPU (speed.py)
 
 
-def _lif_inference(x, w, v_threshold, v_reset):
-    """The LIF loop without autograd, in as few passes as the loop allows: x [T, ...] -> spikes [T, ...]."""
+def _lif_inference(x, w, v_threshold, v_reset, scale=None, shift=None):
+    """The LIF loop without autograd, in as few passes as the loop allows: x [T, ...] -> spikes
+    [T, ...]. With scale and shift (broadcast to x[0]) the current is x * scale + shift."""
     spikes = torch.empty_like(x)                 # same memory layout as x (channels_last stays)
     v = torch.full_like(x[0], v_reset)
     for t, x_t in enumerate(x):
+        if scale is not None:
+            x_t = torch.addcmul(shift, x_t, scale)                    # a BatchNorm in eval
         h = torch.lerp(v, x_t + v_reset if v_reset else x_t, w)   # charge (the plain path's lerp)
         s = h >= v_threshold                     # fire (bool)
         spikes[t] = s                            # 0./1. into the output
         v = h.masked_fill_(s, v_reset)           # hard reset, in place: h is not needed again
     return spikes
+
+
+_compiled_inference = None
+
+
+def _inference(x, *args):
+    """_lif_inference, compiled for big inputs when INFERENCE_COMPILE (see the module docstring)."""
+    global _compiled_inference, INFERENCE_COMPILE
+    if INFERENCE_COMPILE and x.numel() >= COMPILE_MIN_ELEMENTS:
+        try:
+            if _compiled_inference is None:
+                _compiled_inference = torch.compile(_lif_inference, dynamic=True)
+            return _compiled_inference(x, *args)
+        except Exception as e:   # any compiler failure: the eager loop computes the same spikes
+            warnings.warn(f"lif: torch.compile of the inference loop failed ({type(e).__name__}: {e}); "
+                          f"using the eager loop (set spikediff_min.lif.INFERENCE_COMPILE = False to skip)")
+            INFERENCE_COMPILE = False
+    return _lif_inference(x, *args)
 
 
 class _LIFFunction(torch.autograd.Function):
@@ -90,14 +125,18 @@ class LIF(nn.Module):
         self.surrogate = surrogate if surrogate is not None else atan(2.0)
         self.detach_reset = detach_reset
 
-    def forward(self, x, return_membrane=False):
-        # x: [T, ...] input current
+    def forward(self, x, return_membrane=False, affine=None):
+        # x: [T, ...] input current; affine = (scale, shift): the current is x * scale + shift
+        if affine is not None and INFERENCE_FAST and not return_membrane and not torch.is_grad_enabled():
+            return _inference(x, 1.0 / self.tau, self.v_threshold, self.v_reset, *affine)
+        if affine is not None:
+            x = torch.addcmul(affine[1], x, affine[0])
         if FUSED and not return_membrane and torch.is_grad_enabled() and x.requires_grad:
             sg = self.surrogate
             return _LIFFunction.apply(x, self.tau, self.v_threshold, self.v_reset, sg.derivative, sg.alpha,
                                       self.detach_reset)
         if INFERENCE_FAST and not return_membrane and not (torch.is_grad_enabled() and x.requires_grad):
-            return _lif_inference(x, 1.0 / self.tau, self.v_threshold, self.v_reset)
+            return _inference(x, 1.0 / self.tau, self.v_threshold, self.v_reset)
         v = torch.full_like(x[0], self.v_reset)
         spikes, membrane = [], []
         w = 1.0 / self.tau

@@ -148,3 +148,28 @@ def test_membrane_readout_direct_sum():
     e_first[0] = 1
     assert membrane_readout(e_last).item() == 1.0
     assert membrane_readout(e_first).item() == pytest.approx(0.64)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_eval_folds_batchnorm_into_the_lif_loop(static, monkeypatch):
+    """Eval without autograd: BN runs as the LIF loop's affine (lif.INFERENCE_FAST); the spikes
+    match conv -> BN -> LIF up to an ulp at the threshold, with BN's trained statistics."""
+    from spikediff_min import lif
+    torch.manual_seed(0)
+    block = ConvBNLIF(4, 8)
+    with torch.no_grad():
+        block.bn.running_mean.uniform_(-0.5, 0.5), block.bn.running_var.uniform_(0.5, 2.0)
+        block.bn.weight.uniform_(0.5, 1.5), block.bn.bias.uniform_(-0.3, 0.8)
+    block.eval()
+    x = 3 * (torch.randn(5, 6, 4, 7, 7) if not static else torch.randn(6, 4, 7, 7))
+    out = {}
+    for fast in (False, True):
+        monkeypatch.setattr(lif, "INFERENCE_FAST", fast)
+        with torch.no_grad():
+            out[fast] = block(x, T=5) if static else block(x)
+    assert out[True].shape == (5, 6, 8, 7, 7) and 0.05 < out[True].mean() < 0.95
+    assert (out[True] != out[False]).float().mean() <= 1e-3
+    from spikediff_min.layers import bn_affine
+    scale, shift = bn_affine(block.bn)
+    y = torch.randn(3, 8, 7, 7)
+    assert torch.allclose(y * scale + shift, block.bn(y), atol=1e-6)

@@ -1,5 +1,6 @@
 """LIF neuron (SPEC section 1): hand-checkable dynamics, hard reset, gradients, no state between calls."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -188,3 +189,40 @@ def test_inference_fast_path_is_not_used_when_training():
     x = (torch.randn(4, 10) + 1).requires_grad_()
     LIF()(x).sum().backward()                                    # the autograd loop, gradients reach x
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_compiled_inference_loop_gives_the_eager_spikes(monkeypatch):
+    """lif.INFERENCE_COMPILE (forced here on a small input): torch.compile of the no-grad loop,
+    with a folded BatchNorm affine, gives the eager loop's spikes but for ulp ties at V_th."""
+    torch.manual_seed(5)
+    x = (torch.randn(4 * 6, 16, 7, 7)).contiguous(memory_format=torch.channels_last).unflatten(0, (4, 6))
+    affine = (torch.rand(16, 1, 1) + 0.5, torch.rand(16, 1, 1) + 0.5)
+    layer = LIF()
+    monkeypatch.setattr(lif, "COMPILE_MIN_ELEMENTS", 0)
+    out = {}
+    for compiled in (False, True):
+        monkeypatch.setattr(lif, "INFERENCE_COMPILE", compiled)
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out[compiled] = layer(x, affine=affine)
+        failed = [w for w in caught if "inference loop failed" in str(w.message)]
+        if compiled and failed:
+            pytest.skip(f"torch.compile is unavailable here: {failed[0].message}")
+    assert lif._compiled_inference is not None
+    assert 0.1 < out[False].mean() < 0.9
+    assert (out[True] != out[False]).float().mean() <= 1e-4
+
+
+def test_failed_compile_falls_back_to_the_eager_loop(monkeypatch):
+    def broken(fn, **kw):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(lif, "_compiled_inference", None)
+    monkeypatch.setattr(lif, "INFERENCE_COMPILE", True)
+    monkeypatch.setattr(lif, "COMPILE_MIN_ELEMENTS", 0)
+    x = 2 * torch.rand(4, 50)
+    with torch.no_grad(), pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        s = LIF()(x)
+    assert lif.INFERENCE_COMPILE is False                        # later calls go straight to eager
+    with torch.no_grad():
+        assert torch.equal(s, LIF()(x))
