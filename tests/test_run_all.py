@@ -47,6 +47,17 @@ def test_per_stage_T_overrides_the_shared_one():
     assert (vq.T, sd.T) == (3, 4)      # the cpu preset's SDID keeps its T = 4
 
 
+def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
+    vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist"]), in_channels=1)
+    assert (vq.T, vq.epochs, sd.T, sd.epochs) == (2, 14, 4, 3.5)
+    vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--T", "4", "--vq-epochs", "3"]), 1)
+    assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 3, 4, 3.5)
+    vq, sd = run_all.configs(run_all.parse_args(["--dataset", "mnist"]), in_channels=1)
+    assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 2.5, 4, 3.5)      # MNIST: the plain cpu preset
+    vq, _ = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--preset", "smoke"]), 1)
+    assert vq.T == 2 and vq.epochs < 1                                 # other presets: no recipe
+
+
 @pytest.mark.parametrize("argv", [["--dataset", "svhn"], ["--preset", "huge"], ["--no-such-flag"]])
 def test_bad_arguments_name_the_choices(argv, capsys):
     with pytest.raises(SystemExit) as e:
