@@ -84,11 +84,9 @@ class ConvBNLIF(nn.Module):
             y = (y if fold else self.bn(y)).unflatten(0, (t, b))
         else:                                          # x: [B, C, H, W], same at every step
             y = self.conv(_layout(x)).unsqueeze(0).expand(T, -1, -1, -1, -1)   # conv once
-            if fold:
-                pass
-            elif self.training:   # BN over all T copies, so running_var gets the T*B*H*W correction
+            if self.training:     # BN over all T copies, so running_var gets the T*B*H*W correction
                 y = self.bn(y.flatten(0, 1)).unflatten(0, (T, x.shape[0]))
-            else:
+            elif not fold:        # eval: BN once (fold: the LIF loop applies it)
                 y = self.bn(y[0]).unsqueeze(0).expand(T, -1, -1, -1, -1)
         if fold:
             return self.neuron(y, affine=[a.to(y.dtype) for a in bn_affine(self.bn)])
