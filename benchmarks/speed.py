@@ -77,6 +77,11 @@ def path(static_once, channels_last, skip_unchanged=False, fused=False, mean_fir
 
 
 def median_seconds(fn, device, warmup, repeats, warm_fn=None):
+    return statistics.median(timed_seconds(fn, device, warmup, repeats, warm_fn))
+
+
+def timed_seconds(fn, device, warmup, repeats, warm_fn=None):
+    """Seconds of each of `repeats` calls of fn, after `warmup` untimed calls of warm_fn (or fn)."""
     for _ in range(warmup):
         (warm_fn or fn)()
     times = []
@@ -88,7 +93,7 @@ def median_seconds(fn, device, warmup, repeats, warm_fn=None):
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
 def trainer(kind, cfg, device, warmup):
