@@ -127,16 +127,16 @@ class LIF(nn.Module):
 
     def forward(self, x, return_membrane=False, affine=None):
         # x: [T, ...] input current; affine = (scale, shift): the current is x * scale + shift
-        if affine is not None and INFERENCE_FAST and not return_membrane and not torch.is_grad_enabled():
+        affine = tuple(affine or ())
+        needs_grad = torch.is_grad_enabled() and any(a.requires_grad for a in (x, *affine))
+        if INFERENCE_FAST and not return_membrane and not needs_grad:
             return _inference(x, 1.0 / self.tau, self.v_threshold, self.v_reset, *affine)
-        if affine is not None:
+        if affine:
             x = torch.addcmul(affine[1], x, affine[0])
-        if FUSED and not return_membrane and torch.is_grad_enabled() and x.requires_grad:
+        if FUSED and not return_membrane and needs_grad:
             sg = self.surrogate
             return _LIFFunction.apply(x, self.tau, self.v_threshold, self.v_reset, sg.derivative, sg.alpha,
                                       self.detach_reset)
-        if INFERENCE_FAST and not return_membrane and not (torch.is_grad_enabled() and x.requires_grad):
-            return _inference(x, 1.0 / self.tau, self.v_threshold, self.v_reset)
         v = torch.full_like(x[0], self.v_reset)
         spikes, membrane = [], []
         w = 1.0 / self.tau
