@@ -18,7 +18,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from speed import SWITCHES, path  # noqa: E402
+from speed import path, plain_and_optimised, switch_state  # noqa: E402
 
 from spikediff_min import fid, run_all  # noqa: E402
 from spikediff_min.evaluate import generate  # noqa: E402
@@ -66,10 +66,9 @@ def main(argv=None):
     device = pick_device(a.device)
     vq, sdid = load_run(a, device)
     rows = {}
-    defaults = [getattr(m, k) for m, k in SWITCHES]
-    for label, values in (("plain", [False] * len(SWITCHES)), ("optimised", defaults)):
+    for label, values in plain_and_optimised():
         with path(*values):
-            used = {k: getattr(m, k) for m, k in SWITCHES}
+            used = switch_state()
             images, secs = generate(sdid, vq, a.n, a.temperature, a.sampler, device=device, seed=a.seed)
         score = fid.fid(images, a.dataset, root=a.data_root, device=device)
         rows[label] = {"fid": score, "switches": used, "sampling_s": secs}

@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fid_paths import load_run, run_parser, save_entry  # noqa: E402
-from speed import SWITCHES, path  # noqa: E402
+from speed import path, plain_and_optimised, switch_state  # noqa: E402
 
 from spikediff_min import absorbing, lif  # noqa: E402
 from spikediff_min.sdid import make_denoiser  # noqa: E402
@@ -33,7 +33,7 @@ def main(argv=None):
     lif.COMPILE_MIN_ELEMENTS = 0
     n, side = min(a.n, 200), int(sdid.cfg.num_timesteps ** 0.5)
     out = {}
-    for label, values in (("plain", [False] * len(SWITCHES)), ("optimised", [getattr(m, k) for m, k in SWITCHES])):
+    for label, values in plain_and_optimised():
         with path(*values):
             out[label] = absorbing.sample(make_denoiser(sdid), n, (side, side), sdid.cfg.num_timesteps,
                                           sdid.cfg.num_codes, temperature=0, batch_size=n, device=device,
@@ -43,7 +43,7 @@ def main(argv=None):
     print(f"temperature 0, {n} images: {tokens:.4%} of tokens and {images:.1%} of images equal, plain vs optimised")
     save_entry(a.json, f"{a.dataset}-{device.type}", {
         "run": a.run, "overrides": a.overrides, "n": n, "tokens_equal": tokens, "images_equal": images,
-        "switches": {k: getattr(m, k) for m, k in SWITCHES}, "torch": torch.__version__,
+        "switches": switch_state(), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python"] + sys.argv)})
 
 

@@ -31,14 +31,11 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from speed import SWITCHES, device_name, median_seconds, path, timed_seconds, trainer  # noqa: E402
+from speed import device_name, median_seconds, path, plain_and_optimised, timed_seconds, trainer  # noqa: E402
 
 from spikediff_min.sdid import SDID, SDID_PRESETS  # noqa: E402
 from spikediff_min.train import pick_device  # noqa: E402
 from spikediff_min.vqsvae import VQ_PRESETS  # noqa: E402
-
-PLAIN = [False] * len(SWITCHES)
-
 
 def step_flops(step, switches):
     """FLOPs of one training step (forward + backward + AdamW) with the given switches."""
@@ -87,13 +84,12 @@ def main(argv=None):
     if device.type == "cpu" or a.threads:
         torch.set_num_threads(a.threads or 2)
     t_start = time.time()
-    defaults = [getattr(m, k) for m, k in SWITCHES]
 
     stages = {}
     for kind, cfg in (("vqsvae", VQ_PRESETS["paper"]), ("sdid", SDID_PRESETS["paper"])):
         step = trainer(kind, cfg, device, warmup=1)
         row = {"T": cfg.T, "batch_size": cfg.batch_size}
-        for label, switches in (("plain", PLAIN), ("optimised", defaults)):
+        for label, switches in plain_and_optimised():
             flops = step_flops(step, switches)
             with path(*switches):
                 sec = median_seconds(step, device, 1, a.repeats)

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fid_paths import load_run, run_parser, save_entry  # noqa: E402
-from speed import SWITCHES, device_name  # noqa: E402
+from speed import SWITCHES, device_name, switch_state  # noqa: E402
 
 from spikediff_min.evaluate import generate  # noqa: E402
 from spikediff_min.train import pick_device  # noqa: E402
@@ -48,7 +48,7 @@ def main(argv=None):
     save_entry(a.json, key, {
         "run": a.run, "overrides": a.overrides, "n": a.n, "batch_size": a.batch_size, "sampler": a.sampler,
         "temperature": a.temperature, "seconds": secs, "images_per_s": a.n / secs,
-        "switches": {k: getattr(m, k) for m, k in SWITCHES}, "device": str(device),
+        "switches": switch_state(), "device": str(device),
         "device_name": device_name(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join(["python"] + sys.argv)})

@@ -76,6 +76,17 @@ def path(static_once, channels_last, skip_unchanged=False, fused=False, mean_fir
             setattr(mod, name, value)
 
 
+def plain_and_optimised():
+    """The two paths the quality and roofline scripts compare, as (label, values for path(*values)):
+    every switch off, and the package's defaults as they are now."""
+    return [("plain", [False] * len(SWITCHES)), ("optimised", [getattr(m, k) for m, k in SWITCHES])]
+
+
+def switch_state():
+    """{switch name: its value now}, for the JSON entries."""
+    return {k: getattr(m, k) for m, k in SWITCHES}
+
+
 def median_seconds(fn, device, warmup, repeats, warm_fn=None):
     return statistics.median(timed_seconds(fn, device, warmup, repeats, warm_fn))
 
