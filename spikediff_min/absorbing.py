@@ -11,6 +11,8 @@ with x_t [B, H, W] long (MASK = mask_id = K) and t [B] long in 1..num_timesteps.
   never change again.
 - `sample_maskgit`: our option, MaskGIT-style confidence-ordered unmasking on a cosine schedule
   in a few steps (Chang et al. 2022).
+Running the denoiser only on the images, and for the tokens, that a step unmasks is a trick in
+fast.py (skip_unchanged, logits_where_drawn), off with `fast.ENABLED = False`.
 """
 import math
 
@@ -18,15 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-# The paper's sampler runs the denoiser only on the images that unmask a token at a step (at step t
-# an image with m masked tokens has none to unmask with probability (1 - 1/t)^m, about 1/e), and
-# draws tokens only where they are unmasked. Unused logits are never computed, so the samples follow
-# the same distribution; False is the straightforward path (benchmarks/speed.py compares them).
-SKIP_UNCHANGED = True
-# With SKIP_UNCHANGED, also ask the denoiser only for the logits of the tokens drawn (one or two of
-# 49 per image and step) when it can compute them alone (`denoiser.takes_where`, the SDID's linear
-# readout). The same logits up to float rounding.
-LOGITS_WHERE_DRAWN = True
+from . import fast
 
 
 def q_sample(x_0, t, num_timesteps, mask_id):
@@ -63,15 +57,6 @@ def _draw(logits, temperature):
     return _draw_rows(logits.permute(0, 2, 3, 1).reshape(-1, k), temperature).view(b, h, w)
 
 
-def _logits_at(denoiser, x_t, t, where):
-    """Logits [n_true, K] at the positions where [B, H, W] is True, in row-major order. A denoiser
-    with `takes_where = True` (sdid.make_denoiser) computes only those (LOGITS_WHERE_DRAWN);
-    any other gives [B, K, H, W] and the rows are picked from it."""
-    if LOGITS_WHERE_DRAWN and getattr(denoiser, "takes_where", False):
-        return denoiser(x_t, t, where=where)
-    return denoiser(x_t, t).permute(0, 2, 3, 1)[where]
-
-
 @torch.no_grad()
 def sample(denoiser, n, shape, num_timesteps, mask_id, temperature=1.0, batch_size=500,
            device="cpu", progress=True, generator_seed=None):
@@ -89,13 +74,10 @@ def sample(denoiser, n, shape, num_timesteps, mask_id, temperature=1.0, batch_si
             if not change.any():
                 continue
             t_b = torch.full((b,), t, dtype=torch.long, device=device)
-            if SKIP_UNCHANGED:      # only the images with a token to unmask, only the tokens unmasked
-                rows = change.flatten(1).any(1).nonzero().squeeze(1)                  # [r]
-                c, x_rows = change[rows], x_t[rows]                                   # [r, H, W]
-                x_rows[c] = _draw_rows(_logits_at(denoiser, x_rows, t_b[rows], c), temperature)
-                x_t[rows] = x_rows
-            else:                   # the straightforward path: every image, every position
-                logits = denoiser(x_t, t_b)
+            if fast.on("skip_unchanged"):     # only the logits drawn from (fast.py)
+                x_t[change] = _draw_rows(fast.changed_logits(denoiser, x_t, t_b, change), temperature)
+            else:                             # every image, every position; keep the drawn ones
+                logits = denoiser(x_t, t_b)                                   # [b, K, H, W]
                 x_t = torch.where(change, _draw(logits, temperature), x_t)
             masked &= ~change
         out.append(x_t)

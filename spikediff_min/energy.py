@@ -28,8 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import absorbing
-from . import sdid as sdid_module
+from . import absorbing, fast
 from .layers import ConvBNLIF, SeqToANN
 
 E_MAC_PJ = 4.6      # pJ per 32-bit float MAC, 45 nm
@@ -62,11 +61,11 @@ class EnergyMeter:
 
     Steps and samples per call: a layer inside ConvBNLIF / SeqToANN gets them from its wrapper
     (time-folded [T*B, ...], or static [B, ...] with `T=`: direct coding, MACs counted at each
-    of the T steps as in the paper; `static_once=True` counts them once, as layers.py computes
-    them). A bare layer is assumed fed [T*B, ...] with the meter's T (default model.cfg.T).
+    of the T steps as in the paper; `static_once=True` counts them once, as fast.py's static_once
+    trick computes them). A bare layer is assumed fed [T*B, ...] with the meter's T (default model.cfg.T).
     `ann` (default: model.cfg.neuron != "lif") costs every layer as analog.
-    While it is open, sdid.MEAN_FIRST is off: the SDID readout then sees the spikes of every step,
-    as a neuromorphic chip would run it.
+    While it is open, fast.py's mean_first trick is off: the SDID readout then sees the spikes of
+    every step, as a neuromorphic chip would run it.
     """
 
     def __init__(self, model, T=None, ann=None, exact=False, static_once=False):
@@ -77,7 +76,7 @@ class EnergyMeter:
         self.stats, self._ctx, self._handles, self._macs = {}, {}, [], {}
 
     def __enter__(self):
-        self._mean_first, sdid_module.MEAN_FIRST = sdid_module.MEAN_FIRST, False
+        self._tricks = fast.set(mean_first=False)
         names = {}
         for name, m in self.model.named_modules():
             inner = m.conv if isinstance(m, ConvBNLIF) else m.module if isinstance(m, SeqToANN) else None
@@ -92,7 +91,7 @@ class EnergyMeter:
         return self
 
     def __exit__(self, *exc):
-        sdid_module.MEAN_FIRST = self._mean_first
+        fast.set(**self._tricks)
         for h in self._handles:
             h.remove()
         self._handles, self._ctx = [], {}

@@ -5,13 +5,8 @@ K codes [B, K, H, W]. The paper's network: token ids and t as two float planes, 
 steps, Conv3x3-BN-LIF blocks 2->64 (x1), 64->128, 128->256, 256->512, 512->256 (x5), then a
 non-spiking Conv3x3 on cat[x5, x1] -> K, averaged over T.
 
-Speed switch (issue 7; the same function, so no ablation): `MEAN_FIRST = True` averages the
-spikes over T before the readout conv instead of averaging its T outputs. The conv is linear, so
-mean_T(conv(s_t)) = conv(mean_T(s_t)) exactly (up to float rounding, gradients included), and the
-readout, whose cost grows with K, runs once instead of T times. energy.EnergyMeter turns it off, so
-the energy estimate still counts the readout's synaptic operations on spikes at every step.
-With MEAN_FIRST, `model(x_t, t, where=mask)` runs the readout only at the masked-in positions
-(`conv_at`); the paper sampler asks for just the tokens it draws (absorbing.LOGITS_WHERE_DRAWN).
+Averaging the spikes over T before the (linear) readout, and running it only at the positions
+asked for, is a trick in fast.py (mean_first), off with `fast.ENABLED = False`.
 
 Named options beyond the paper (ablation in the README):
 - `token_input="embed"`: a learned token embedding instead of the raw id as a float (a float id
@@ -26,12 +21,9 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from . import absorbing
+from . import absorbing, fast
 from .layers import ConvBNLIF, SeqToANN
-
-MEAN_FIRST = True   # average over T before the (linear) readout conv: same logits, 1/T of its cost
 
 
 @dataclass
@@ -90,30 +82,13 @@ class SDID(nn.Module):
 
     def forward(self, x_t, t, where=None):
         """Logits [B, K, H, W]; with `where` [B, H, W] bool, only those at the True positions,
-        [n_true, K] in row-major order (the readout conv is then run at those positions alone)."""
-        x1 = self.block1(self.inputs(x_t, t), T=self.cfg.T)   # [T, B, c1, H, W], computed once
+        [n_true, K] in row-major order."""
+        x1 = self.block1(self.inputs(x_t, t), T=self.cfg.T)   # [T, B, c1, H, W]
         x5 = self.blocks(x1)                                   # [T, B, c5, H, W]
-        if not MEAN_FIRST:
-            logits = self.out(torch.cat([x5, x1], 2)).mean(0)  # [T, B, c5 + c1, H, W] -> [B, K, H, W], T convs
-            return logits if where is None else logits.permute(0, 2, 3, 1)[where]
-        s = torch.cat([x5.mean(0), x1.mean(0)], 1)             # [B, c5 + c1, H, W]: mean, then concatenate
-        if where is None:
-            return self.out(s.unsqueeze(0))[0]                 # [B, K, H, W], one conv
-        return conv_at(self.out.module, s, where)              # [n_true, K]
-
-
-def conv_at(conv, x, where):
-    """A stride-1 Conv2d's output at the positions where [B, H, W] is True (row-major order) and
-    nowhere else: x [B, C, H, W] -> [n_true, C_out]. Each is one patch times the weights."""
-    assert conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1, "plain stride-1 conv only"
-    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
-    b, i, j = where.nonzero(as_tuple=True)                     # [n] each, row-major
-    x = F.pad(x, (pw, pw, ph, ph))                             # [B, C, H + 2ph, W + 2pw]
-    rows = (i[:, None] + torch.arange(kh, device=x.device))[:, :, None]     # [n, kh, 1]
-    cols = (j[:, None] + torch.arange(kw, device=x.device))[:, None, :]     # [n, 1, kw]
-    patches = x[b[:, None, None], :, rows, cols]               # [n, kh, kw, C]
-    y = patches.permute(0, 3, 1, 2).flatten(1) @ conv.weight.flatten(1).T   # [n, C_out]
-    return y if conv.bias is None else y + conv.bias
+        if fast.on("mean_first"):                              # the same logits, faster (fast.py)
+            return fast.mean_first_readout(self.out, x5, x1, where)
+        logits = self.out(torch.cat([x5, x1], 2)).mean(0)      # readout of cat[x5, x1], mean over T: [B, K, H, W]
+        return logits if where is None else logits.permute(0, 2, 3, 1)[where]
 
 
 def config_from_preset(name, **overrides):

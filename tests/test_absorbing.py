@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikediff_min import absorbing
+from spikediff_min import absorbing, fast
 
 K = 6            # codes 0..5, MASK = 6
 
@@ -111,12 +111,12 @@ def _check_never_changes(calls, final, mask_id):
 
 
 @pytest.mark.parametrize("shape", [(7, 7), (8, 8)])
-def test_sample_no_mask_left_monotone_and_calls(shape, monkeypatch):
-    monkeypatch.setattr(absorbing, "SKIP_UNCHANGED", False)    # whole batches: calls map to images
+def test_sample_no_mask_left_monotone_and_calls(shape):
     torch.manual_seed(0)
     T = shape[0] * shape[1]
     rec = Recorder(_random_logits)
-    out = absorbing.sample(rec, 5, shape, T, K, temperature=1.0, batch_size=3, progress=False)
+    with fast.enabled(skip_unchanged=False):                  # whole batches: calls map to images
+        out = absorbing.sample(rec, 5, shape, T, K, temperature=1.0, batch_size=3, progress=False)
     assert out.shape == (5, *shape) and out.dtype == torch.long
     assert (out != K).all() and out.min() >= 0
     # batches of 3 and 2, each at most T calls, t strictly decreasing within 1..T
@@ -232,52 +232,3 @@ def test_maskgit_one_code_and_confidence_order():
         known = (x[0] != K).flatten()
         n = int(known.sum())
         assert n > 0 and known[16 - n:].all() and not known[:16 - n].any()
-
-
-def test_skipping_unchanged_images_gives_the_same_greedy_samples(monkeypatch):
-    """SKIP_UNCHANGED runs the denoiser only on images that unmask a token at this step. With
-    temperature 0 no token draw uses the RNG, so both paths see the same unmasking order and must
-    agree exactly, for a denoiser whose logits depend on each image's current tokens and on t."""
-    def context(x_t, t):                                       # [B, H, W], [B] -> [B, K, H, W]
-        known = (x_t != K).float()
-        logits = torch.stack([((x_t * known) % (k + 2)).float() * known.sum((1, 2), keepdim=True)
-                              for k in range(K)], 1)
-        return logits + t.float().view(-1, 1, 1, 1) * torch.arange(K).float().view(1, K, 1, 1) % 3
-
-    runs = {}
-    for skip in (False, True):
-        monkeypatch.setattr(absorbing, "SKIP_UNCHANGED", skip)
-        rec = Recorder(context)
-        torch.manual_seed(0)
-        out = absorbing.sample(rec, 6, (7, 7), 49, K, temperature=0, batch_size=4, progress=False)
-        assert (out != K).all()
-        runs[skip] = (out, sum(len(x) for x, _ in rec.calls))   # samples, image evaluations
-    assert torch.equal(runs[True][0], runs[False][0])
-    assert runs[True][1] < runs[False][1]
-    assert all(len(x) <= 4 and (x == K).flatten(1).any(1).all() for x, _ in rec.calls)  # masked images only
-
-
-def test_logits_where_drawn_asks_only_for_the_drawn_tokens(monkeypatch):
-    """absorbing.LOGITS_WHERE_DRAWN: a denoiser with `takes_where` is asked for exactly the
-    positions unmasked at this step, and the samples equal those drawn from the full logits."""
-    def logits_fn(x_t, t):
-        return torch.stack([((x_t + 3 * k) % 5).float() + t.view(-1, 1, 1) % (k + 2) for k in range(K)], 1)
-
-    asked = []
-
-    def denoiser(x_t, t, where=None):
-        full = logits_fn(x_t, t)
-        if where is None:
-            return full
-        asked.append((((x_t == K) & where) == where, int(where.sum())))   # masked positions only
-        return full.permute(0, 2, 3, 1)[where]
-    denoiser.takes_where = True
-
-    runs = {}
-    for on in (False, True):
-        monkeypatch.setattr(absorbing, "LOGITS_WHERE_DRAWN", on)
-        torch.manual_seed(0)
-        runs[on] = absorbing.sample(denoiser, 6, (4, 4), 16, K, temperature=1.0, batch_size=4, progress=False)
-    assert torch.equal(runs[True], runs[False]) and (runs[True] != K).all()
-    assert all(ok.all() for ok, _ in asked)
-    assert sum(n for _, n in asked) == 6 * 16                  # each token is asked for once, when drawn

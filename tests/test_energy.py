@@ -161,3 +161,20 @@ def test_generated_image_energy_counts_denoiser_calls():
     assert gen["sdid_uJ"] == pytest.approx(gen["sdid_per_call_uJ"] * gen["denoiser_calls_per_image"])
     rates = energy.firing_rates(vq, torch.rand(2, 1, 28, 28) - 0.5, fn=lambda x: vq.decode(vq.encode(x)))
     assert "encoder.conv1" not in rates and all(0 <= r <= 1 for r in rates.values())
+
+
+def test_meter_counts_the_readout_at_every_step_and_restores_mean_first():
+    """fast.py's mean_first runs the SDID readout once on the mean over T; the meter turns it off
+    so the readout's SOPs are counted on the spikes of each step, and turns it back on after."""
+    from spikediff_min import fast
+    torch.manual_seed(0)
+    sdid = SDID(SDIDConfig(T=3, num_codes=8, num_timesteps=49, channels=(4, 4, 4, 4, 4))).eval()
+    x_t, t = torch.randint(0, 9, (2, 7, 7)), torch.tensor([3, 40])
+    assert fast.on("mean_first")
+    with torch.no_grad(), EnergyMeter(sdid) as meter:
+        assert not fast.on("mean_first")
+        sdid(x_t, t)
+    assert fast.on("mean_first")
+    out = {r["name"]: r for r in meter.layers()}["out"]
+    assert out["binary_input"] and out["steps"] == 3
+    assert out["sops"] == pytest.approx(out["rate"] * 3 * out["macs_per_step"])

@@ -1,12 +1,11 @@
 """LIF neuron (SPEC section 1): hand-checkable dynamics, hard reset, gradients, no state between calls."""
 import math
-import warnings
 
 import pytest
 import torch
 
-from spikediff_min import LIF, lif
-from spikediff_min.surrogate import atan, atan_primitive, sigmoid
+from spikediff_min import LIF
+from spikediff_min.surrogate import atan_primitive
 
 
 def const(value, T, shape=(1,), dtype=torch.float32):
@@ -143,86 +142,3 @@ def test_default_surrogate_is_atan_alpha_2():
     assert lif.surrogate.alpha == 2.0
     assert (lif.tau, lif.v_threshold, lif.v_reset, lif.detach_reset) == (2.0, 1.0, 0.0, False)
     assert "atan(alpha=2.0)" in repr(lif)
-
-
-@pytest.mark.parametrize("detach_reset", [False, True])
-@pytest.mark.parametrize("v_reset, surrogate", [(0.0, atan(2.0)), (-0.3, sigmoid(4.0))])
-def test_fused_bptt_equals_autograd_through_the_loop(monkeypatch, detach_reset, v_reset, surrogate):
-    """lif.FUSED: same spikes, and the hand-written backward through time equals autograd's."""
-    torch.manual_seed(0)
-    neuron = LIF(tau=2.0, v_reset=v_reset, surrogate=surrogate, detach_reset=detach_reset)
-    x = (torch.randn(6, 2, 3, 4, 4) * 1.5).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
-    g = torch.randn(6, 2, 3, 4, 4)
-    out = {}
-    for fused in (False, True):
-        monkeypatch.setattr(lif, "FUSED", fused)
-        s = neuron(x)
-        (grad,) = torch.autograd.grad((s * g).sum(), x)
-        out[fused] = s, grad
-    assert torch.equal(out[True][0], out[False][0]) and 0 < out[True][0].mean() < 1
-    assert torch.allclose(out[True][1], out[False][1], rtol=1e-5, atol=1e-6)
-    assert out[True][1].abs().max() > 0.1            # the gradient is not trivially zero
-
-
-@pytest.mark.parametrize("v_reset", [0.0, -0.3])
-@pytest.mark.parametrize("tau", [2.0, 3.0])
-def test_inference_fast_path_gives_the_plain_spikes(monkeypatch, tau, v_reset):
-    """lif.INFERENCE_FAST (no grad): the plain loop's spikes, in the input's memory layout."""
-    torch.manual_seed(4)
-    x = (2 * torch.randn(6 * 5, 8, 7, 7) + 1.5).contiguous(memory_format=torch.channels_last)
-    x = x.unflatten(0, (6, 5))                                   # [T, B, C, H, W], NHWC strides
-    layer = LIF(tau=tau, v_reset=v_reset)
-    out = {}
-    for fast in (False, True):
-        monkeypatch.setattr(lif, "INFERENCE_FAST", fast)
-        with torch.no_grad():
-            out[fast] = layer(x)
-    assert out[True].stride() == x.stride()
-    assert 0.1 < out[True].mean() < 0.9                          # both branches of the reset happen
-    if v_reset == 0.0:
-        assert torch.equal(out[True], out[False])
-    else:   # the reset value is exact on the fast path and h - (h - v_reset) on the plain one
-        assert (out[True] != out[False]).float().mean() < 1e-3
-
-
-def test_inference_fast_path_is_not_used_when_training():
-    x = (torch.randn(4, 10) + 1).requires_grad_()
-    LIF()(x).sum().backward()                                    # the autograd loop, gradients reach x
-    assert x.grad is not None and x.grad.abs().sum() > 0
-
-
-def test_compiled_inference_loop_gives_the_eager_spikes(monkeypatch):
-    """lif.INFERENCE_COMPILE (forced here on a small input): torch.compile of the no-grad loop,
-    with a folded BatchNorm affine, gives the eager loop's spikes but for ulp ties at V_th."""
-    torch.manual_seed(5)
-    x = (torch.randn(4 * 6, 16, 7, 7)).contiguous(memory_format=torch.channels_last).unflatten(0, (4, 6))
-    affine = (torch.rand(16, 1, 1) + 0.5, torch.rand(16, 1, 1) + 0.5)
-    layer = LIF()
-    monkeypatch.setattr(lif, "COMPILE_MIN_ELEMENTS", 0)
-    out = {}
-    for compiled in (False, True):
-        monkeypatch.setattr(lif, "INFERENCE_COMPILE", compiled)
-        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out[compiled] = layer(x, affine=affine)
-        failed = [w for w in caught if "inference loop failed" in str(w.message)]
-        if compiled and failed:
-            pytest.skip(f"torch.compile is unavailable here: {failed[0].message}")
-    assert lif._compiled_inference is not None
-    assert 0.1 < out[False].mean() < 0.9
-    assert (out[True] != out[False]).float().mean() <= 1e-4
-
-
-def test_failed_compile_falls_back_to_the_eager_loop(monkeypatch):
-    def broken(fn, **kw):
-        raise RuntimeError("no C++ compiler")
-    monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(lif, "_compiled_inference", None)
-    monkeypatch.setattr(lif, "INFERENCE_COMPILE", True)
-    monkeypatch.setattr(lif, "COMPILE_MIN_ELEMENTS", 0)
-    x = 2 * torch.rand(4, 50)
-    with torch.no_grad(), pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
-        s = LIF()(x)
-    assert lif.INFERENCE_COMPILE is False                        # later calls go straight to eager
-    with torch.no_grad():
-        assert torch.equal(s, LIF()(x))

@@ -4,8 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spikediff_min import absorbing
-from spikediff_min import sdid as sdid_module
+from spikediff_min import absorbing, fast
 from spikediff_min.lif import LIF
 from spikediff_min.sdid import SDID, SDID_PRESETS, SDIDConfig, train_sdid
 from spikediff_min.vqsvae import VQ_PRESETS
@@ -59,8 +58,7 @@ def test_bad_token_input_raises():
 
 @pytest.mark.parametrize("token_input", ["float", "embed"])
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_every_conv_after_the_first_sees_spikes(token_input, mode, monkeypatch):
-    monkeypatch.setattr(sdid_module, "MEAN_FIRST", False)           # the readout run at every step
+def test_every_conv_after_the_first_sees_spikes(token_input, mode):
     torch.manual_seed(0)
     model = SDID(tiny(token_input))
     model.train(mode == "train")
@@ -73,7 +71,8 @@ def test_every_conv_after_the_first_sees_spikes(token_input, mode, monkeypatch):
             x = inp[0]
             seen[name] = seen.get(name, True) and bool(((x == 0) | (x == 1)).all())
         m.register_forward_pre_hook(hook)
-    model(*_inputs(7))
+    with fast.enabled(mean_first=False):                           # the readout run at every step
+        model(*_inputs(7))
     assert set(seen) == set(convs)
     assert seen["block1.conv"] is False                             # the analog token / time planes
     assert all(seen[n] for n in convs if n != "block1.conv"), seen
@@ -90,24 +89,6 @@ def test_logits_are_the_time_mean_of_a_non_spiking_readout(token_input):
     per_step = torch.stack([model.out.module(torch.cat([x5[i], x1[i]], 1)) for i in range(2)])
     assert torch.allclose(model(x_t, t), per_step.mean(0), atol=1e-6)
     assert sum(isinstance(m, LIF) for m in model.modules()) == 5    # no neuron on the output
-
-
-@pytest.mark.parametrize("token_input", ["float", "embed"])
-def test_mean_first_gives_the_same_logits_and_gradients(token_input, monkeypatch):
-    torch.manual_seed(0)
-    model = SDID(tiny(token_input))
-    x_t, t = _inputs(7)
-    results = []
-    for mean_first in (False, True):
-        monkeypatch.setattr(sdid_module, "MEAN_FIRST", mean_first)
-        model.zero_grad()
-        logits = model(x_t, t)
-        (logits ** 2).mean().backward()
-        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
-    (plain, g_plain), (fast, g_fast) = results
-    assert plain.abs().max() > 0
-    assert torch.allclose(plain, fast, atol=1e-5)
-    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g_plain, g_fast))
 
 
 def test_grad_reaches_embedding_rows_used():
@@ -165,29 +146,3 @@ def test_train_sdid_decreases_loss():
     before, after = _heldout_loss(init, tokens, 49), _heldout_loss(model, tokens, 49)
     assert after < 0.75 * before, (before, after)
     assert not model.training
-
-
-@pytest.mark.parametrize("kernel, padding, bias", [(3, 1, True), (5, 2, False), (3, 0, True)])
-def test_conv_at_is_the_conv_picked_at_the_positions(kernel, padding, bias):
-    torch.manual_seed(0)
-    conv = nn.Conv2d(6, 4, kernel, padding=padding, bias=bias)
-    x = torch.randn(3, 6, 7, 7)
-    full = conv(x)                                             # [3, 4, H', W']
-    where = torch.rand(3, *full.shape[2:]) < 0.3
-    where[0, 0, 0] = where[-1, -1, -1] = True                  # corners: the padding is used
-    picked = sdid_module.conv_at(conv, x, where)
-    assert picked.shape == (int(where.sum()), 4)
-    assert torch.allclose(picked, full.permute(0, 2, 3, 1)[where], atol=1e-5)
-
-
-@pytest.mark.parametrize("mean_first", [False, True])
-def test_sdid_where_gives_the_picked_logits(mean_first, monkeypatch):
-    monkeypatch.setattr(sdid_module, "MEAN_FIRST", mean_first)
-    torch.manual_seed(0)
-    model = SDID(tiny("embed")).eval()
-    x_t, t = _inputs(5)
-    where = torch.rand(x_t.shape) < 0.2
-    with torch.no_grad():
-        full, picked = model(x_t, t), model(x_t, t, where=where)
-    assert picked.shape == (int(where.sum()), model.cfg.num_codes)
-    assert torch.allclose(picked, full.permute(0, 2, 3, 1)[where], atol=1e-5)
