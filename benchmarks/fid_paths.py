@@ -3,10 +3,11 @@
     python benchmarks/fid_paths.py --run runs/mnist-cpu-sdid3.5 --overrides '--sdid-epochs 3.5' --device cuda
 
 Loads the finished checkpoints of a run_all.py run (nothing is trained), then draws --n samples with
-the same seed twice: once on the plain path (every switch of benchmarks/speed.py off) and once on
-the optimised path (the package defaults), and scores each against the full test split. The fp32
-switches compute the same function, so the two FIDs differ only through floating-point rounding
-(and, for the paper sampler, the order in which random numbers are drawn when rows are skipped).
+the same seed twice: once on the plain path (fast.ENABLED = False: every trick of
+spikediff_min/fast.py off) and once on the optimised path (the package defaults), and scores each
+against the full test split. The fp32 tricks compute the same function, so the two FIDs differ
+only through floating-point rounding (and, for the paper sampler, the order in which random
+numbers are drawn when rows are skipped).
 Adds an entry to benchmarks/fid_paths.json.
 """
 import argparse

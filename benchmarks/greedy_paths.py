@@ -5,7 +5,7 @@
 At temperature 0 the paper sampler draws no token at random (argmax), so both paths see the same
 unmasking order and, if they compute the same logits up to rounding, give the same tokens. A cheap
 check (a minute on the 2-core CPU) to run beside benchmarks/fid_paths.py, which needs 2 x 10,000
-samples and Inception. The compiled LIF loop is forced on (lif.COMPILE_MIN_ELEMENTS = 0) so the
+samples and Inception. The compiled LIF loop is forced on (fast.COMPILE_MIN_ELEMENTS = 0) so the
 small batch takes the same kernels as a batch of 500. Adds an entry to benchmarks/greedy_paths.json.
 """
 import os
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fid_paths import load_run, run_parser, save_entry  # noqa: E402
 from speed import path, plain_and_optimised, switch_state  # noqa: E402
 
-from spikediff_min import absorbing, lif  # noqa: E402
+from spikediff_min import absorbing, fast  # noqa: E402
 from spikediff_min.sdid import make_denoiser  # noqa: E402
 from spikediff_min.train import pick_device  # noqa: E402
 
@@ -30,7 +30,7 @@ def main(argv=None):
     if device.type == "cpu":
         torch.set_num_threads(2)
     vq, sdid = load_run(a, device)
-    lif.COMPILE_MIN_ELEMENTS = 0
+    fast.COMPILE_MIN_ELEMENTS = 0
     n, side = min(a.n, 200), int(sdid.cfg.num_timesteps ** 0.5)
     out = {}
     for label, values in plain_and_optimised():

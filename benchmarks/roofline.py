@@ -15,8 +15,9 @@ is an upper bound on the optimised path's throughput: the time of every other op
 LIF loop, AdamW) is counted as zero and every convolution runs at the best rate measured. The
 table gives the ceiling as a multiple of the plain path's measured throughput, and the FLOP rate
 a 3x speedup would need; equivalently, 3x is out of reach once the plain path already runs at more
-than 1 / (3 * optimised FLOPs / plain FLOPs) of the peak. Paths as in benchmarks/speed.py: plain = every switch off; optimised =
-the package defaults. Adds an entry keyed by device to benchmarks/roofline.json.
+than 1 / (3 * optimised FLOPs / plain FLOPs) of the peak. Paths as in benchmarks/speed.py:
+plain = every trick of fast.py off; optimised = the package defaults. Adds an entry keyed by
+device to benchmarks/roofline.json.
 """
 import argparse
 import json

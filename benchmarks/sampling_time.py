@@ -6,9 +6,10 @@
 Loads the run's finished checkpoints (nothing is trained) and times one call of
 evaluate.generate (tokens and decoding, batch --batch-size) on the package's default path, as
 run_all.py samples; the time includes any one-off torch.compile of the LIF loop
-(lif.INFERENCE_COMPILE, about 30 s), which the small warm-up does not trigger. On cpu it uses 2
-threads unless --threads says otherwise. `--off SWITCH ...` turns switches off for an A/B. Adds an
-entry keyed by device, sampler and switches turned off to benchmarks/sampling_time.json.
+(fast.py's inference_compile, about 30 s), which the small warm-up does not trigger. On cpu it uses
+2 threads unless --threads says otherwise. `--off TRICK ...` turns fast.py tricks off for an A/B
+(e.g. --off inference_compile; the upper-case names of benchmarks/speed.json work too). Adds an
+entry keyed by device, sampler and tricks turned off (upper case) to benchmarks/sampling_time.json.
 """
 import os
 import platform
@@ -21,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fid_paths import load_run, run_parser, save_entry  # noqa: E402
 from speed import SWITCHES, device_name, switch_state  # noqa: E402
 
+from spikediff_min import fast  # noqa: E402
 from spikediff_min.evaluate import generate  # noqa: E402
 from spikediff_min.train import pick_device  # noqa: E402
 
@@ -29,12 +31,11 @@ def main(argv=None):
     p = run_parser(__doc__, "sampling_time.json")
     p.add_argument("--batch-size", type=int, default=500, help="images sampled side by side (run_all.py uses 500)")
     p.add_argument("--threads", type=int, help="torch threads (default 2 on cpu)")
-    p.add_argument("--off", nargs="+", default=[], choices=[k for _, k in SWITCHES],
-                   help="switches to turn off for this run (an A/B against the default path)")
+    p.add_argument("--off", nargs="+", default=[], type=str.lower, choices=SWITCHES,
+                   help="fast.py tricks to turn off for this run (an A/B against the default path)")
     a = p.parse_args(argv)
-    for m, k in SWITCHES:
-        if k in a.off:
-            setattr(m, k, False)
+    fast.set(**{k: False for k in a.off})
+    a.off = [k.upper() for k in a.off]
     device = pick_device(a.device)
     if device.type == "cpu" or a.threads:
         torch.set_num_threads(a.threads or 2)

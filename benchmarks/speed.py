@@ -5,18 +5,19 @@
     python benchmarks/speed.py --device cuda    # 20 s on an H200
 
 Prints tables and adds an entry keyed by device ("cpu", "cuda", "cpu-quick", ...) to
-benchmarks/speed.json. Paths (see spikediff_min/layers.py for the switches):
-- plain:     layers.STATIC_ONCE = False, layers.CHANNELS_LAST = False, fp32;
-- optimised: the fastest path measured with STATIC_ONCE = True, CHANNELS_LAST on or off and, on
+benchmarks/speed.json. Paths (the tricks are those of spikediff_min/fast.py):
+- plain:     fast.ENABLED = False (every trick off), fp32;
+- optimised: the fastest path measured with static_once on, channels_last on or off and, on
   cuda only, bf16 autocast (on CPUs without AMX/AVX512-BF16, bf16 is several times slower than
   fp32; --bf16 measures it on cpu too, but never picks it). For the paper sampler the optimised
-  path also skips the images with no token to unmask at a step (absorbing.SKIP_UNCHANGED), and
-  training also tries the hand-written BPTT of the LIF loop (lif.FUSED); the SDID, in training and
-  sampling, also tries averaging over T before its readout conv (sdid.MEAN_FIRST). Sampling also
-  tries the no-grad LIF loop in fewer passes (lif.INFERENCE_FAST) and, for the paper sampler, the
-  readout at the drawn tokens only (absorbing.LOGITS_WHERE_DRAWN). lif.INFERENCE_COMPILE is off on
-  every path here: it only acts on batches far bigger than these (benchmarks/sampling_time.py
-  measures it, at the batch of 500 run_all.py samples with).
+  path also skips the images with no token to unmask at a step (skip_unchanged), and training
+  also tries the hand-written BPTT of the LIF loop (fused); the SDID, in training and sampling,
+  also tries averaging over T before its readout conv (mean_first). Sampling also tries the
+  no-grad LIF loop in fewer passes (inference_fast) and, for the paper sampler, the readout at
+  the drawn tokens only (logits_where_drawn). inference_compile is off on every path here: it
+  only acts on batches far bigger than these (benchmarks/sampling_time.py measures it, at the
+  batch of 500 run_all.py samples with). The JSON names each trick in upper case (STATIC_ONCE,
+  ...), as the module switches of issue 7 that they replace were named.
 Every number is the median of `repeats` timed calls after `warmup` untimed ones per model and
 `rewarm` more per path (the same model and optimizer serve every path; 4x the repeats on cuda,
 where a step takes milliseconds and launch jitter dominates), on random data:
@@ -38,8 +39,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from spikediff_min import absorbing, layers, lif
-from spikediff_min import sdid as sdid_module
+from spikediff_min import absorbing, fast
 from spikediff_min.evaluate import generate
 from spikediff_min.sdid import SDID, SDID_PRESETS
 from spikediff_min.train import autocast, pick_device
@@ -55,36 +55,29 @@ SETTINGS = {  # untimed calls (once per model, again per path), timed calls, siz
 }
 
 
-SWITCHES = ((layers, "STATIC_ONCE"), (layers, "CHANNELS_LAST"), (absorbing, "SKIP_UNCHANGED"), (lif, "FUSED"),
-            (sdid_module, "MEAN_FIRST"), (lif, "INFERENCE_FAST"), (absorbing, "LOGITS_WHERE_DRAWN"),
-            (lif, "INFERENCE_COMPILE"))
+SWITCHES = ("static_once", "channels_last", "skip_unchanged", "fused", "mean_first", "inference_fast",
+            "logits_where_drawn", "inference_compile")   # fast.TRICKS, in the order of path()'s arguments
 
 
 @contextmanager
 def path(static_once, channels_last, skip_unchanged=False, fused=False, mean_first=False, inference_fast=False,
          where_drawn=False, inference_compile=False):
-    """Set the package's switches (SWITCHES, in order) for the duration (all off: the plain path)."""
-    saved = [getattr(mod, name) for mod, name in SWITCHES]
+    """fast.py's tricks (SWITCHES, in order) set for the duration; all off: fast.ENABLED = False, the plain path."""
     values = (static_once, channels_last, skip_unchanged, fused, mean_first, inference_fast, where_drawn,
               inference_compile)
-    for (mod, name), value in zip(SWITCHES, values):
-        setattr(mod, name, value)
-    try:
+    with fast.enabled(any(values), **dict(zip(SWITCHES, values))):
         yield
-    finally:
-        for (mod, name), value in zip(SWITCHES, saved):
-            setattr(mod, name, value)
 
 
 def plain_and_optimised():
     """The two paths the quality and roofline scripts compare, as (label, values for path(*values)):
-    every switch off, and the package's defaults as they are now."""
-    return [("plain", [False] * len(SWITCHES)), ("optimised", [getattr(m, k) for m, k in SWITCHES])]
+    every trick off, and the package's defaults as they are now."""
+    return [("plain", [False] * len(SWITCHES)), ("optimised", [fast.on(k) for k in SWITCHES])]
 
 
 def switch_state():
-    """{switch name: its value now}, for the JSON entries."""
-    return {k: getattr(m, k) for m, k in SWITCHES}
+    """{trick name in upper case: in use now}, for the JSON entries."""
+    return {k.upper(): fast.on(k) for k in SWITCHES}
 
 
 def median_seconds(fn, device, warmup, repeats, warm_fn=None):
