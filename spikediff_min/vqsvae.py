@@ -65,7 +65,7 @@ class Encoder(nn.Module):
         self.conv3 = ConvBNLIF(2 * w, cfg.code_dim, 1, 1, 0, **kw)
 
     def forward(self, x, T):
-        s = self.conv1(x, T=T)           # [T, B, w, H/2, W/2]   direct coding, computed once
+        s = self.conv1(x, T=T)           # [T, B, w, H/2, W/2]   direct coding: the image at every step
         s = self.conv2(s)                # [T, B, 2w, H/4, W/4]
         return self.conv3(s)             # [T, B, D, H/4, W/4]
 
