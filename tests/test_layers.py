@@ -4,7 +4,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from spikediff_min import ConvBNLIF, SeqToANN, membrane_readout, psp
+from spikediff_min import ConvBNLIF, SeqToANN, fast, membrane_readout, psp
+
+
+@pytest.fixture(autouse=True, params=["plain", "fast"])
+def path(request):
+    """Every fact below holds on the plain blocks (fast.ENABLED off) and on fast.py's routes."""
+    with fast.enabled(request.param == "fast"):
+        yield request.param
 
 
 def test_seq_to_ann_equals_per_step():

@@ -4,8 +4,16 @@ import math
 import pytest
 import torch
 
-from spikediff_min import LIF
+from spikediff_min import LIF, fast
 from spikediff_min.surrogate import atan_primitive
+
+
+@pytest.fixture(autouse=True, params=["plain", "fast", "fast+fused"])
+def path(request):
+    """Every fact below holds on the paper's loop (fast.ENABLED off) and on fast.py's routes, the
+    hand-written backward through time (fused, off by default) included."""
+    with fast.enabled(request.param != "plain", fused=request.param == "fast+fused"):
+        yield request.param
 
 
 def const(value, T, shape=(1,), dtype=torch.float32):
