@@ -2,7 +2,8 @@
 
 The component files (lif.py, layers.py, sdid.py, absorbing.py) compute the paper's equations
 plainly. Where a faster route gives the same result, the component hands over here in one line,
-`if fast.ENABLED: ...` (nanoGPT's `if self.flash:`). One switch turns every trick off:
+`if fast.ENABLED: ...` or `if fast.on(trick): ...` (nanoGPT's `if self.flash:`). One switch turns
+every trick off:
 
     from spikediff_min import fast
     fast.ENABLED = False                      # every component on its plain path
