@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _finish(fig, path):
@@ -49,15 +50,18 @@ def reconstructions(originals, recons, n=10, path=None):
     return image_grid(both, nrow=n, title="top: test images, bottom: VQ-SVAE reconstructions", path=path)
 
 
-def loss_curves(histories, path=None):
-    """histories: {stage name: history dict with 'step' and 'loss' (and other losses)}."""
+def loss_curves(histories, ylabel="loss (log scale)", path=None):
+    """histories: {stage name: history dict with 'step' and 'loss' (and other losses)};
+    ylabel: one label for all panels, or {stage name: label} (say the unit, e.g. bits per token)."""
     fig, axes = plt.subplots(1, len(histories), figsize=(5 * len(histories), 3.5), squeeze=False)
     for ax, (name, h) in zip(axes[0], histories.items()):
         for k, v in h.items():
             if k != "step" and isinstance(v, list) and len(v) == len(h["step"]):
                 ax.plot(h["step"], v, label=k, lw=1)
         ax.set_yscale("log")
-        ax.set_xlabel("step")
+        ax.set_xlabel("training step (one mini-batch each)")
+        ax.set_ylabel(ylabel[name] if isinstance(ylabel, dict) else ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name)
         ax.legend()
     return _finish(fig, path)
@@ -74,16 +78,27 @@ def fid_vs_temperature(temperatures, fids, recon_fid=None, path=None):
     return _finish(fig, path)
 
 
-def spike_raster(spikes, title=None, path=None):
-    """spikes [T, N] (0/1) -> raster plot (neuron vs time)."""
-    s = np.asarray(spikes)
-    t, n = np.nonzero(s)
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.scatter(t, n, marker="|", s=40, color="k")
-    ax.set_xlabel("time step")
-    ax.set_ylabel("neuron")
+def spike_raster(spikes, title=None, neuron_values=None, neuron_label="neuron", path=None):
+    """spikes [T, N] (0/1) -> raster: one row per neuron, one column per time step, a black cell
+    per spike. Every neuron gets its row, silent ones too, so the y range is always 0..N-1; with
+    `neuron_values` [N] (e.g. each neuron's input current) the y ticks show those values instead."""
+    s = np.asarray(spikes, dtype=float)
+    T, n = s.shape
+    fig, ax = plt.subplots(figsize=(7, min(8, max(3, 0.06 * n + 1.5))))
+    ax.imshow(s.T, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest", origin="lower",
+              extent=(-0.5, T - 0.5, -0.5, n - 0.5))
+    ax.set_xlabel("time step t")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(-0.5, n - 0.5)
+    if neuron_values is not None:
+        v = np.asarray(neuron_values)
+        ticks = np.linspace(0, n - 1, min(n, 7)).round().astype(int)
+        ax.set_yticks(ticks, [f"{v[i]:.2f}" for i in ticks])
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(neuron_label)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     return _finish(fig, path)
 
 
@@ -109,8 +124,8 @@ def show(fig_or_path):
         plt.close(fig_or_path)
 
 
-def curves(x, ys, xlabel, ylabel, title=None, logy=False, path=None):
-    """One line per entry of ys {label: values}, all against the same x."""
+def curves(x, ys, xlabel, ylabel, title=None, logy=False, integer_x=False, path=None):
+    """One line per entry of ys {label: values}, all against the same x (integer ticks if integer_x)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for label, y in ys.items():
         ax.plot(np.asarray(x), np.asarray(y), label=label, lw=1.5)
@@ -118,6 +133,8 @@ def curves(x, ys, xlabel, ylabel, title=None, logy=False, path=None):
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         ax.set_title(title)
     ax.legend()
@@ -130,15 +147,16 @@ def membrane_trace(current, membrane, spikes, v_threshold=1.0, title=None, path=
     t = np.arange(len(x))
     fig, axes = plt.subplots(3, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [1, 2, 0.6]})
     axes[0].step(t, x, where="mid", color="tab:blue")
-    axes[0].set_ylabel("input X[t]")
+    axes[0].set_ylabel("input X[t]\n(dimensionless)")
     axes[1].plot(t, h, ".-", color="tab:orange", label="membrane H[t] (before reset)")
     axes[1].axhline(v_threshold, color="k", ls="--", lw=1, label="threshold")
-    axes[1].set_ylabel("H[t]")
+    axes[1].set_ylabel("membrane H[t]\n(dimensionless)")
     axes[1].legend(loc="upper right", fontsize=8)
     axes[2].vlines(t[s > 0], 0, 1, color="k")
     axes[2].set_yticks([])
     axes[2].set_ylabel("S[t]")
     axes[2].set_xlabel("time step t")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         axes[0].set_title(title)
     return _finish(fig, path)
