@@ -84,9 +84,14 @@ def spike_raster(spikes, title=None, neuron_values=None, neuron_label="neuron", 
     `neuron_values` [N] (e.g. each neuron's input current) the y ticks show those values instead."""
     s = np.asarray(spikes, dtype=float)
     T, n = s.shape
-    fig, ax = plt.subplots(figsize=(7, min(8, max(3, 0.06 * n + 1.5))))
+    fig, ax = plt.subplots(figsize=(min(7, 2.5 + 0.3 * T), min(8, max(3, 0.06 * n + 1.5))))
     ax.imshow(s.T, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest", origin="lower",
               extent=(-0.5, T - 0.5, -0.5, n - 0.5))
+    for k in range(1, T):                                  # thin lines between steps (and neurons, if few)
+        ax.axvline(k - 0.5, color="0.8", lw=0.5)
+    if n <= 150:
+        for k in range(1, n):
+            ax.axhline(k - 0.5, color="0.9", lw=0.3)
     ax.set_xlabel("time step t")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(-0.5, n - 0.5)
