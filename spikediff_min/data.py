@@ -36,6 +36,8 @@ import zlib
 import numpy as np
 import torch
 
+from .errors import UserError
+
 DATASETS = ("mnist", "fmnist", "kmnist", "letters", "cifar10")
 SPLITS = ("train", "test")
 FOLDERS = {"mnist": "mnist", "fmnist": "fashion-mnist", "kmnist": "kmnist", "letters": "emnist",
@@ -61,7 +63,7 @@ _IDX = {"train": _ORDER[:2], "test": _ORDER[2:]}
 _BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset file is missing, truncated or malformed; the message names the file and the fix."""
 
 

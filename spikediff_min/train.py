@@ -3,7 +3,10 @@
 `fit` runs AdamW over shuffled mini-batches of an in-memory tensor with a tqdm bar, writes
 atomic checkpoints (temp file + os.replace) every `ckpt_every_s` seconds and at the end, resumes
 from a checkpoint (same batch order: each epoch's permutation is seeded by (seed, epoch)), and
-stops on a non-finite loss without touching the last good checkpoint.
+stops on a non-finite loss without touching the last good checkpoint. Faults (unreadable, foreign
+or mismatched checkpoint, full disk, unavailable device, diverging loss) raise errors.UserError
+subclasses whose one-line message names the file and the fix; a failed write leaves the previous
+checkpoint in place and no temp file behind.
 
     history = fit(model, step_fn, data, cfg, ckpt_path="runs/x/vq.pt", meta={...})
 """
@@ -15,19 +18,56 @@ from dataclasses import asdict
 import torch
 from tqdm.auto import tqdm
 
+from .errors import UserError, one_line
 
-class NonFiniteLoss(RuntimeError):
+EXECUTION_ONLY = ("amp",)   # config fields that change how, not what, is computed: not compared
+
+
+class NonFiniteLoss(UserError):
     pass
 
 
-class CheckpointMismatch(RuntimeError):
+class CheckpointMismatch(UserError):
+    """A checkpoint that cannot be used: unreadable, not a plain state dict, or from another run."""
+
+
+class CheckpointWriteError(UserError):
     pass
+
+
+class DeviceUnavailable(UserError):
+    pass
+
+
+def available_devices():
+    """The devices this machine can run on, e.g. ['cpu'] or ['cpu', 'cuda:0', 'cuda:1']."""
+    out = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def check_device(device):
+    """torch.device(device), or DeviceUnavailable naming what this machine has."""
+    have = available_devices()
+    fix = f"available here: {', '.join(have)}. Fix: pass --device {have[-1]}, or leave --device out to pick the best."
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise DeviceUnavailable(f"--device {device!r} is not a device name ({one_line(e, 120)}); {fix}") from None
+    ok = (d.type == "cpu" or (d.type == "cuda" and torch.cuda.is_available()
+                               and (d.index or 0) < torch.cuda.device_count())
+          or (d.type == "mps" and "mps" in have))
+    if not ok:
+        why = {"cuda": f" (this torch {torch.__version__} {'has no CUDA support' if torch.version.cuda is None else 'sees no such GPU'})"}
+        raise DeviceUnavailable(f"device {device!r} is not available on this machine{why.get(d.type, '')}; {fix}")
+    return d
 
 
 def pick_device(device=None):
-    """cuda > mps > cpu unless told otherwise."""
+    """cuda > mps > cpu unless told otherwise (a named device must exist: DeviceUnavailable)."""
     if device:
-        return torch.device(device)
+        return check_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -41,24 +81,53 @@ def autocast(device, enabled):
 
 
 def atomic_save(obj, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """torch.save to a temp file, then rename: `path` is either the old file or the new one, never
+    half-written. Out of disk (or any OSError): the temp file is removed, `path` is untouched."""
     tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        kept = f"the previous {path} is intact" if os.path.exists(path) else f"nothing was written at {path}"
+        raise CheckpointWriteError(f"could not write {path}: {e.strerror or one_line(e)}; {kept} and the "
+                                   f"temp file was removed. Fix: free disk space (or pass --out on another "
+                                   f"disk) and rerun with --resume.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_checkpoint(path, map_location="cpu"):
+    """The dict saved at `path` (weights_only: no code is run), or CheckpointMismatch saying why not."""
+    fix = f"Fix: delete {path} (or move it away) to redo that stage, or restore a good copy."
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, garbage, empty file, or a pickle with code in it
+        if "Weights only load failed" in str(e):
+            raise CheckpointMismatch(f"{path} is not a plain state dict: it holds Python objects that "
+                                     f"loading would have to execute, so it was not loaded (nothing was "
+                                     f"run). {fix}") from None
+        raise CheckpointMismatch(f"cannot read checkpoint {path}: it is truncated or corrupt "
+                                 f"({type(e).__name__}: {one_line(e, 120) or 'empty file'}). {fix}") from None
+    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt) and "tokens" not in ckpt:
+        raise CheckpointMismatch(f"{path} is a readable file but not a spikediff_min checkpoint (a dict "
+                                 f"with 'model' and 'config'). {fix}")
+    return ckpt
 
 
 def load_checkpoint(path, config=None, meta=None, map_location="cpu"):
-    """Load a checkpoint (weights_only) and refuse it if its config or meta differ from ours."""
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated or not a checkpoint
-        raise CheckpointMismatch(f"cannot read checkpoint {path}: {e}. Delete it to start over.") from e
+    """Load a checkpoint (weights_only) and refuse it if its config or meta differ from ours.
+    Execution-only fields (EXECUTION_ONLY: bf16 autocast) may differ: a checkpoint trained with
+    bf16 on one machine loads on a machine without it."""
+    ckpt = read_checkpoint(path, map_location)
     want = {"config": asdict(config) if config is not None else None, "meta": meta}
     for key, expected in want.items():
         if expected is None:
             continue
         saved = ckpt.get(key, {})
-        diff = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
+        diff = {k: (saved.get(k), v) for k, v in expected.items()
+                if saved.get(k) != v and not (key == "config" and k in EXECUTION_ONLY)}
         if diff:
             lines = ", ".join(f"{k}: checkpoint has {a!r}, this run wants {b!r}" for k, (a, b) in diff.items())
             raise CheckpointMismatch(f"checkpoint {path} was made by another run ({lines}). "
@@ -79,20 +148,23 @@ def fit(model, step_fn, data, cfg, ckpt_path=None, meta=None, seed=0, desc="trai
     total = max(1, round(cfg.epochs * n_batches))
     lr_at = (lambda s: cfg.lr * 0.5 * (1 + math.cos(math.pi * s / total))) if cfg.lr_schedule == "cosine" \
         else (lambda s: cfg.lr)
-    step, history, seconds = 0, {"step": []}, 0.0
+    step, history, seconds, saved_step = 0, {"step": []}, 0.0, None
     if ckpt_path and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path, cfg, meta)
         model.load_state_dict(ckpt["model"])
         if ckpt.get("done"):
             return ckpt["history"]
         opt.load_state_dict(ckpt["opt"])
-        step, history, seconds = ckpt["step"], ckpt["history"], ckpt["seconds"]
+        step, history, seconds, saved_step = ckpt["step"], ckpt["history"], ckpt["seconds"], ckpt["step"]
+        print(f"{desc}: resuming from step {step} of {total} ({ckpt_path})", flush=True)
 
     def save(done=False):
+        nonlocal saved_step
         if ckpt_path:
             atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                          "history": history, "config": asdict(cfg), "meta": meta or {},
                          "done": done, "seconds": seconds}, ckpt_path)
+            saved_step = step
 
     model.train()
     bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, dynamic_ncols=True)
@@ -109,8 +181,13 @@ def fit(model, step_fn, data, cfg, ckpt_path=None, meta=None, seed=0, desc="trai
         out = step_fn(model, batch)
         loss = out["loss"]
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"{desc}: loss is {loss.item()} at step {step}. The last good checkpoint "
-                                f"{ckpt_path} was kept. Lower --lr or turn off bf16 (amp) and rerun with --resume.")
+            if saved_step is not None:
+                kept = (f"the last good checkpoint {ckpt_path} (step {saved_step}) was kept. Fix: rerun with "
+                        f"a lower --lr (or --amp off) in another --out folder, or delete {ckpt_path} first")
+            else:
+                kept = ("no checkpoint had been written yet, so none was kept and nothing on disk changed. "
+                        "Fix: rerun with a lower --lr (or --amp off)")
+            raise NonFiniteLoss(f"{desc}: loss is {loss.item()} at step {step}; {kept}.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

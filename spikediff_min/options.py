@@ -1,0 +1,138 @@
+"""run_all.py's command line: flags, their checks, the per-dataset recipes and the evaluation
+defaults that fit the machine.
+
+- A bad value (a count <= 0, a temperature <= 0, epochs <= 0, a NaN) is refused by argparse in
+  one line naming the flag, the value and what it must be (exit code 2).
+- The cpu preset's per-dataset recipes (CPU_RECIPES) fill the fields the user did not give.
+- Evaluation (`resolve_eval`): on a CPU one sampler ("paper") at the dataset's default
+  temperature, FID-2k and a reconstruction FID on 2,000 images; `--full-eval` (the default on
+  CUDA) is the full protocol: both samplers swept over six temperatures, FID-10k and FID-1280.
+  Flags given on the command line win either way.
+
+    args = options.parse_args(["--dataset", "cifar10"])
+    options.resolve_eval(args, device)        # fills sampler, temperatures, fid_samples, ...
+"""
+import argparse
+import math
+import sys
+
+from . import data
+from .vqsvae import VQ_PRESETS
+
+# The cpu preset's per-dataset recipes, sized to train in about an hour on the 2-core CPU.
+# fmnist: measured end to end (README). cifar10: sized from benchmarks/cifar_steps.json (3x32x32
+# step times) to the same hour; T=2 for the VQ-SVAE (T=4 costs about 2x per step), the SDID keeps
+# the preset's T=4. A flag given on the command line wins.
+CPU_RECIPES = {"fmnist": dict(vq_T=2, vq_epochs=14, sdid_epochs=3.5),
+               "cifar10": dict(vq_T=2, vq_epochs=3, sdid_epochs=3)}
+# the sampling temperature of the CPU default evaluation: the best of the README's sweeps for
+# mnist and fmnist; 0.7 elsewhere is a guess, not a measurement
+TEMPERATURE = {"mnist": 0.7, "fmnist": 0.6}
+FULL_TEMPERATURES = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+QUICK = dict(sampler="paper", fid_samples=2000, recon_fid_samples=2000)
+FULL = dict(sampler="both", fid_samples=10000, recon_fid_samples=None, temperatures=FULL_TEMPERATURES)
+
+
+def number(kind, low, strict=True, note=""):
+    """argparse type: a finite `kind` (int/float) > low (>= low if not strict)."""
+    def check(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if not math.isfinite(v) or (v <= low if strict else v < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}{note}, got {text}")
+        return v
+    return check
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line (argparse prints the whole usage block first), exit code 2."""
+        print(f"error: {message}. Fix: see python spikediff_min/run_all.py --help", file=sys.stderr)
+        sys.exit(2)
+
+
+POS_INT, POS_FLOAT, COUNT0 = number(int, 0), number(float, 0), number(int, 0, False, " (0 skips it)")
+
+
+def parse_args(argv=None, description=None):
+    p = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    recipes = "; ".join(f"{d}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r.items())
+                        for d, r in CPU_RECIPES.items())
+    p.add_argument("--dataset", default="mnist", choices=data.DATASETS, help="which dataset (default mnist, embedded)")
+    p.add_argument("--preset", default="cpu", choices=sorted(VQ_PRESETS),
+                   help="paper: the paper's settings, the GPU-sized setting (T=16, 100 + 200 epochs); cpu: sized "
+                        f"for a 2-core CPU in about 1 h ({recipes}); smoke: seconds, for tests")
+    p.add_argument("--out", help="folder for checkpoints, tokens and samples (default runs/<dataset>-<preset>)")
+    p.add_argument("--figures", help="folder for figures and results.json (default figures/<dataset>; "
+                                     "<out>/figures for the smoke preset)")
+    p.add_argument("--data-root", help="folder holding one subfolder per dataset (mnist/, fashion-mnist/, ...)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda > mps > cpu)")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished checkpoint in --out")
+    p.add_argument("--ckpt-every-s", type=POS_FLOAT, default=120.0,
+                   help="seconds between periodic checkpoints within a stage (default 120); a killed run "
+                        "resumes from the last one with --resume")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    p.add_argument("--seed", type=number(int, 0, False), default=0, help="random seed for training and sampling")
+    e = p.add_argument_group("evaluation (defaults: CPU-sized on a CPU, the full protocol on CUDA)")
+    e.add_argument("--full-eval", action=argparse.BooleanOptionalAction, default=None,
+                   help="the full protocol: --sampler both, --temperatures "
+                        f"{' '.join(map(str, FULL_TEMPERATURES))}, FID-10k, FID-1280 and a reconstruction FID "
+                        "on the whole test split (default on CUDA). Without it: --sampler paper at the dataset's "
+                        f"temperature ({', '.join(f'{k} {v}' for k, v in TEMPERATURE.items())}, measured best; "
+                        "0.7 for the others, not measured), FID-2k, reconstruction FID on 2,000 images")
+    e.add_argument("--fid-samples", type=COUNT0, help="samples for the headline FID (0 skips FID)")
+    e.add_argument("--fid-real", type=POS_INT, help="real test images for FID statistics (default: the full test split)")
+    e.add_argument("--recon-fid-samples", type=POS_INT,
+                   help="test images whose reconstructions are scored by FID")
+    e.add_argument("--sweep-samples", type=POS_INT, default=2000, help="samples per setting in a temperature sweep")
+    e.add_argument("--temperatures", type=POS_FLOAT, nargs="+",
+                   help="sampling temperatures (> 0); with one temperature and one sampler there is no sweep")
+    e.add_argument("--sampler", choices=["paper", "maskgit", "both"],
+                   help="paper: unmask w.p. 1/t over all steps; maskgit: confidence order; both: sweep both")
+    e.add_argument("--maskgit-steps", type=POS_INT, default=12, help="steps of the MaskGIT sampler")
+    e.add_argument("--energy-samples", type=COUNT0, default=100,
+                   help="images for the energy estimate (reconstructed and generated; 0 skips it)")
+    g = p.add_argument_group("overrides of the preset (both stages unless named)")
+    g.add_argument("--T", type=POS_INT, help="SNN time steps")
+    g.add_argument("--vq-T", type=POS_INT, help="SNN time steps of the VQ-SVAE only (wins over --T)")
+    g.add_argument("--sdid-T", type=POS_INT, help="SNN time steps of the SDID only (wins over --T); the SDID sees "
+                                                  "tokens, so its T need not match the VQ-SVAE's")
+    g.add_argument("--batch-size", type=POS_INT, help="batch size")
+    g.add_argument("--lr", type=POS_FLOAT, help="AdamW learning rate")
+    g.add_argument("--vq-epochs", type=POS_FLOAT, help="VQ-SVAE epochs (fractions allowed)")
+    g.add_argument("--sdid-epochs", type=POS_FLOAT, help="SDID epochs (fractions allowed)")
+    g.add_argument("--num-codes", type=number(int, 1), help="codebook size K (>= 2)")
+    g.add_argument("--code-dim", type=POS_INT, help="VQ-SVAE codebook vector size D")
+    g.add_argument("--width", type=POS_INT, help="VQ-SVAE encoder width (the decoder mirrors it)")
+    g.add_argument("--amp", choices=["on", "off"],
+                   help="bf16 autocast (default: on only where it pays, hardware.bf16_pays: CUDA with bf16, "
+                        "CPUs with AMX/AVX512-BF16); an execution detail, not saved as part of the model")
+    g.add_argument("--neuron", choices=["lif", "relu"], help="relu: the ANN twin, with T = 1 unless --T is given")
+    args = p.parse_args(argv)
+    if args.neuron == "relu" and args.T is None:
+        args.T = 1
+    return args
+
+
+def with_recipe(args):
+    """args with the cpu preset's recipe for its dataset filled in where no flag was given."""
+    recipe = CPU_RECIPES.get(args.dataset, {}) if args.preset == "cpu" else {}
+    return argparse.Namespace(**{**vars(args), **{k: v for k, v in recipe.items()
+                                                  if getattr(args, k) is None and not (k == "vq_T" and args.T)}})
+
+
+def resolve_eval(args, device):
+    """Fill the evaluation flags the user left out: FULL on CUDA or with --full-eval, else QUICK."""
+    if args.full_eval is None:
+        args.full_eval = device.type == "cuda"
+    for k, v in (FULL if args.full_eval else {**QUICK, "temperatures": [TEMPERATURE.get(args.dataset, 0.7)]}).items():
+        if getattr(args, k) is None:
+            setattr(args, k, list(v) if isinstance(v, list) else v)
+    return args
+
+
+def fid_label(n):
+    """'FID-2k' for 2,000 samples, 'FID-10k', 'FID-1280', 'FID-12': the sample count in the name."""
+    return f"FID-{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"FID-{n}"
