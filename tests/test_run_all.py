@@ -115,3 +115,14 @@ def test_checkpoint_from_another_config_is_refused(smoke_run, tmp_path):
     with pytest.raises(SystemExit) as e:
         run_all.main(args + ["--out", str(run), "--T", "3", "--fid-samples", "0"])
     assert "T" in str(e.value) and "another run" in str(e.value)
+
+
+def test_eval_defaults_fit_the_device_and_flags_win():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    a = run_all.options.resolve_eval(run_all.parse_args(["--dataset", "fmnist"]), cpu)
+    assert (a.full_eval, a.sampler, a.temperatures, a.fid_samples, a.recon_fid_samples) == (False, "paper", [0.6], 2000, 2000)
+    a = run_all.options.resolve_eval(run_all.parse_args(["--dataset", "kmnist"]), cuda)
+    assert (a.full_eval, a.sampler, a.fid_samples, len(a.temperatures)) == (True, "both", 10000, 6)
+    a = run_all.options.resolve_eval(run_all.parse_args(["--full-eval", "--fid-samples", "500"]), cpu)
+    assert (a.full_eval, a.sampler, a.fid_samples) == (True, "both", 500)
+    assert [run_all.fid_label(n) for n in (2000, 10000, 1280, 12)] == ["FID-2k", "FID-10k", "FID-1280", "FID-12"]
