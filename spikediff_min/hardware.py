@@ -20,30 +20,27 @@ import torch
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")   # /proc/cpuinfo names of native bf16 arithmetic
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_flags():
-    """The CPU feature flags from /proc/cpuinfo (Linux); an empty set where it cannot be read."""
+@functools.lru_cache(maxsize=None)
+def _cpuinfo(field):
+    """The value of the first `field` line of /proc/cpuinfo (Linux), or None where it cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_model():
-    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return None
+
+
+def cpu_flags():
+    """The CPU feature flags from /proc/cpuinfo; an empty set where it cannot be read."""
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+def cpu_model():
+    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor()."""
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def cpu_bf16_flags():
