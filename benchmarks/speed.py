@@ -7,9 +7,10 @@
 Prints tables and adds an entry keyed by device ("cpu", "cuda", "cpu-quick", ...) to
 benchmarks/speed.json. Paths (the tricks are those of spikediff_min/fast.py):
 - plain:     fast.ENABLED = False (every trick off), fp32;
-- optimised: the fastest path measured with static_once on, channels_last on or off and, on
-  cuda only, bf16 autocast (on CPUs without AMX/AVX512-BF16, bf16 is several times slower than
-  fp32; --bf16 measures it on cpu too, but never picks it). For the paper sampler the optimised
+- optimised: the fastest path measured with static_once on, channels_last on or off and bf16
+  autocast where `hardware.bf16_pays(device)` detects native bf16 (bf16-capable GPUs, CPUs with
+  AVX512-BF16 or AMX; on AVX2-only CPUs bf16 is several times slower than fp32: --bf16 measures it
+  there too, but never picks it). The JSON's meta names the CPU and its bf16 capability. For the paper sampler the optimised
   path also skips the images with no token to unmask at a step (skip_unchanged), and training
   also tries the hand-written BPTT of the LIF loop (fused); the SDID, in training and sampling,
   also tries averaging over T before its readout conv (mean_first). Sampling also tries the
@@ -28,7 +29,6 @@ an untrained cpu-preset SDID and VQ-SVAE.
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from spikediff_min import absorbing, fast
+from spikediff_min import absorbing, fast, hardware
 from spikediff_min.evaluate import generate
 from spikediff_min.sdid import SDID, SDID_PRESETS
 from spikediff_min.train import autocast, pick_device
@@ -147,16 +147,17 @@ def sample_ips(sdid, vq, sampler, steps, device, s, static_once, channels_last, 
 
 def compare(measure, device, force_bf16):
     """images/s of each path (plain, +static_once, +channels_last, +bf16) and of the optimised one:
-    the fastest with static_once, bf16 allowed on cuda only."""
+    the fastest with static_once, bf16 allowed only where the hardware has native bf16."""
     paths = {"plain": (False, False, False), "static_once": (True, False, False),
              "static_once+channels_last": (True, True, False)}
     v = {name: measure(*p) for name, p in paths.items()}
     cl = v["static_once+channels_last"] > v["static_once"]
-    if device.type == "cuda" or force_bf16:
+    native = hardware.bf16_pays(device)
+    if native or force_bf16:
         name = "static_once" + "+channels_last" * cl + "+bf16"
         paths[name] = (True, cl, True)
         v[name] = measure(*paths[name])
-    best = max((n for n in paths if n != "plain" and (device.type == "cuda" or not paths[n][2])), key=v.get)
+    best = max((n for n in paths if n != "plain" and (native or not paths[n][2])), key=v.get)
     return {"variants": v, "plain": v["plain"], "optimised": v[best], "speedup": v[best] / v["plain"],
             "optimised_path": dict(zip(("static_once", "channels_last", "amp"), paths[best]))}
 
@@ -190,13 +191,8 @@ def presets(tiny):
 
 
 def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    """The GPU or CPU model, its native-bf16 capability and whether bf16 is picked (hardware.py)."""
+    return hardware.describe(device)
 
 
 def main(argv=None):
@@ -218,7 +214,9 @@ def main(argv=None):
         s = dict(s, repeats=4 * s["repeats"], sample_repeats=4 * s["sample_repeats"])
     t_start = time.time()
     res = {"meta": {"device": device.type, "device_name": device_name(device), "torch": torch.__version__,
-                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                    "bf16_flags": list(hardware.cpu_bf16_flags()), "bf16_pays": hardware.bf16_pays(device),
+                    "threads": torch.get_num_threads(),
                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "command": shlex.join(["python"] + sys.argv), "quick": args.quick, "tiny": args.tiny,
                     **{k: s[k] for k in ("warmup", "rewarm", "repeats", "sample_repeats", "n_images")}},
