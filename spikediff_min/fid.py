@@ -26,7 +26,7 @@ Usage:
 The statistics of the full MNIST test split ship with the package (`embedded/fid_stats/`, made by
 `python tools/make_fid_stats.py`), so the real side of MNIST's FID costs nothing; they are used only
 when the test images in hand hash to the ones they were made from. Other datasets are computed on
-first use and cached. Speed: about 7 images/s on a 2-core CPU (10,000 images take about 25 min);
+first use and cached. Speed: about 6 images/s on a 2-core CPU (10,000 images took 26 min);
 use device="cuda" where there is one.
 """
 import hashlib
