@@ -14,6 +14,15 @@ from test_faults import write_datasets
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "spikediff_min", "run_all.py")
 
 
+def _logged_steps(path):
+    """Steps of a checkpoint's logged history (0 if there is none yet); checkpoints are replaced
+    atomically, so a read never sees a half-written file."""
+    if not path.exists():
+        return 0
+    ck = torch.load(path, weights_only=True)
+    return ck["step"] if ck["history"]["step"] else 0
+
+
 def test_kill_9_mid_stage_resumes_from_the_periodic_checkpoint(tmp_path):
     write_datasets(tmp_path / "data", n_train=512, n_test=64)
     out = tmp_path / "run"
@@ -23,14 +32,16 @@ def test_kill_9_mid_stage_resumes_from_the_periodic_checkpoint(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
-        while not (out / "vq.pt").exists() and time.time() < deadline and proc.poll() is None:
+        # wait for a periodic checkpoint that holds logged history (every 10 steps), then kill -9
+        while time.time() < deadline and proc.poll() is None and _logged_steps(out / "vq.pt") < 20:
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)                       # kill -9 right after the first checkpoint
+        os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     ck = torch.load(out / "vq.pt", weights_only=True)
     total = 100 * (512 // 64)
-    assert not ck["done"] and 0 < ck["step"] < total           # killed in the middle of the stage
+    assert not ck["done"] and 20 <= ck["step"] < total         # killed in the middle of the stage
+    assert ck["history"]["loss"]                                 # with history to carry over
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     m = re.search(r"VQ-SVAE: resuming from step (\d+) of (\d+)", r.stdout)
