@@ -124,11 +124,8 @@ def real_stats_cached(dataset, n, root):
     try:
         if (fid.cache_dir_default() / f"{dataset}_test_{n or 'all'}.npz").is_file():
             return True
-        shipped = getattr(fid, "shipped_statistics", None)
-        if shipped is None:
-            return False
         from .data import load_arrays
-        return shipped(dataset, "test", load_arrays(dataset, "test", root=root)[0][:n]) is not None
+        return fid.shipped_statistics(dataset, "test", load_arrays(dataset, "test", root=root)[0][:n]) is not None
     except Exception:   # an estimate only: assume they must be computed
         return False
 
