@@ -7,6 +7,10 @@ bf16 autocast (`amp`) only pays where the hardware multiplies bf16 natively:
   (AMD EPYC with AVX512-BF16, 2026-12-02).
 - Other CPUs (AVX2 only): no; bf16 is emulated there and ran about 4x slower than fp32.
 - MPS and anything undetectable: no (fp32, the safe default).
+Native bf16 is necessary, not sufficient: on an Intel Xeon with AVX512-BF16 and no AMX
+(2026-12-03) bf16 made the cpu preset's VQ-SVAE step 1.5-1.7x faster and its SDID step 1.2x slower
+(benchmarks/README.md).
+So run_all.py measures both precisions per stage where `bf16_pays` is True (plan.pick_amp).
 
     from spikediff_min import hardware
     hardware.bf16_pays("cpu")      # True on AVX512-BF16 / AMX CPUs

@@ -107,8 +107,10 @@ def parse_args(argv=None, description=None):
     g.add_argument("--code-dim", type=POS_INT, help="VQ-SVAE codebook vector size D")
     g.add_argument("--width", type=POS_INT, help="VQ-SVAE encoder width (the decoder mirrors it)")
     g.add_argument("--amp", choices=["on", "off"],
-                   help="bf16 autocast (default: on only where it pays, hardware.bf16_pays: CUDA with bf16, "
-                        "CPUs with AMX/AVX512-BF16); an execution detail, not saved as part of the model")
+                   help="bf16 autocast for both stages (default: where the hardware has native bf16, "
+                        "hardware.bf16_pays: CUDA with bf16, CPUs with AMX/AVX512-BF16, each stage uses whichever of "
+                        "fp32 and bf16 measured the faster training step here; fp32 elsewhere); an execution "
+                        "detail, not saved as part of the model")
     g.add_argument("--neuron", choices=["lif", "relu"], help="relu: the ANN twin, with T = 1 unless --T is given")
     args = p.parse_args(argv)
     if args.neuron == "relu" and args.T is None:

@@ -10,6 +10,7 @@ decoding at a small batch (eager, no compile), so the evaluation estimate is an 
 """
 import statistics as stats
 import time
+from dataclasses import replace
 
 import torch
 
@@ -20,7 +21,7 @@ from .vqsvae import VQSVAE
 
 PAPER_FID = {"mnist": 37.50, "fmnist": 91.98, "kmnist": 59.23, "letters": 67.41, "cifar10": 120.5}
 # measured here with the cpu preset (README, figures/<dataset>/results.json); others: none yet
-MEASURED = {"mnist": "FID-10k 36.35 (cpu preset, figures/mnist/results.json, 2026-11-27)",
+MEASURED = {"mnist": "FID-10k 24.09 (cpu preset, figures/mnist/results.json, 2026-12-03)",
             "fmnist": "FID-10k 89.86 (cpu preset, figures/fmnist/results.json, 2026-11-27)"}
 
 
@@ -69,6 +70,16 @@ def train_step_seconds(stage, cfg, image_shape, device, repeats=3):
         loss.backward()
         opt.step()
     return _timed(step, device, repeats)
+
+
+def pick_amp(stage, cfg, image_shape, device):
+    """Measure one training step of `stage` in fp32 and in bf16 autocast here and keep the faster:
+    (amp, {"fp32": s/step, "bf16": s/step}). Native bf16 does not pay for every network: on an
+    Intel Xeon with AVX512-BF16 (no AMX) the cpu preset's VQ-SVAE ran 1.5-1.7x faster in bf16 and
+    its SDID 0.8x (slower), so the choice is made per stage by measuring, not by the CPU flags alone."""
+    secs = {name: train_step_seconds(stage, replace(cfg, amp=amp), image_shape, device)
+            for name, amp in (("fp32", False), ("bf16", True))}
+    return secs["bf16"] < secs["fp32"], secs
 
 
 @torch.no_grad()
@@ -130,18 +141,20 @@ def real_stats_cached(dataset, n, root):
         return False
 
 
-def stage_rows(args, vq_cfg, sd_cfg, shape, n_train, n_test, progress, device):
+def stage_rows(args, vq_cfg, sd_cfg, shape, n_train, n_test, progress, device, measured=None):
     """The plan's rows (stage, what, expected s) for run_all's args; `progress` maps "vq"/"sdid" to
-    (steps done, finished?) from the checkpoints in --out."""
+    (steps done, finished?) from the checkpoints in --out; `measured` maps "vq"/"sdid" to a step
+    time already measured with the stage's config (pick_amp's), which is then not measured again."""
     rows = []
     for key, name, cfg in (("vq", "VQ-SVAE", vq_cfg), ("sdid", "SDID", sd_cfg)):
         total = max(1, round(cfg.epochs * max(1, n_train // cfg.batch_size)))
         done, finished = progress[key]
-        what = f"T={cfg.T}, batch {cfg.batch_size}, {cfg.epochs:g} epochs = {total} steps"
+        what = (f"T={cfg.T}, batch {cfg.batch_size}, {cfg.epochs:g} epochs = {total} steps, "
+                f"{'bf16' if cfg.amp else 'fp32'}")
         if finished:
             rows.append((name, what + ": finished checkpoint", 0.0))
             continue
-        sec = train_step_seconds(key, cfg, shape, device)
+        sec = (measured or {}).get(key) or train_step_seconds(key, cfg, shape, device)
         left = total - done
         rows.append((name, what + (f", {left} left" if done else "") + f", {sec:.3f} s/step measured", left * sec))
         if key == "vq":

@@ -95,7 +95,26 @@ def announce(rows, stage):
     print(f"== {stage}: expected {plan.minutes(sec)} ==", flush=True)
 
 
-def train_stages(args, device, out, info, amp, results):
+def choose_amp(vq_cfg, sd_cfg, shape, device, amp_flag, results):
+    """bf16 autocast per stage: as --amp says; else, where the hardware has native bf16
+    (hardware.bf16_pays), whichever of fp32 / bf16 measured the faster training step here
+    (plan.pick_amp); else fp32. Returns the step times measured, for the plan."""
+    measured, chosen = {}, {}
+    for key, cfg in (("vq", vq_cfg), ("sdid", sd_cfg)):
+        if amp_flag is not None or not hardware.bf16_pays(device):
+            cfg.amp = bool(amp_flag)
+            chosen[key] = {"amp": cfg.amp, "why": "--amp" if amp_flag is not None else "no native bf16"}
+            continue
+        cfg.amp, secs = plan.pick_amp(key, cfg, shape, device)      # the SDID's grid is H/4 x W/4
+        measured[key] = secs["bf16" if cfg.amp else "fp32"]
+        chosen[key] = {"amp": cfg.amp, "why": "measured faster", "s_per_step": secs}
+        print(f"{'VQ-SVAE' if key == 'vq' else 'SDID'}: {secs['fp32']:.3f} s/step in fp32, "
+              f"{secs['bf16']:.3f} in bf16: {'bf16' if cfg.amp else 'fp32'}", flush=True)
+    results["amp"] = chosen
+    return measured
+
+
+def train_stages(args, device, out, info, amp_flag, results):
     """Stages 1-3 after printing the plan; a stage whose finished checkpoint exists is loaded."""
     vq_path, tok_path, sd_path = (os.path.join(out, f) for f in ("vq.pt", "tokens.pt", "sdid.pt"))
     progress = {"vq": checkpoint_progress(vq_path), "sdid": checkpoint_progress(sd_path)}
@@ -107,9 +126,10 @@ def train_stages(args, device, out, info, amp, results):
     # the training images are only needed for training; a finished run loads no training data
     x_train, _ = data.load_arrays(args.dataset, "test" if both_done else "train", root=args.data_root)
     n_test = len(data.load_arrays(args.dataset, "test", root=args.data_root)[0])
-    vq_cfg, sd_cfg = configs(args, x_train.shape[1], amp)
+    vq_cfg, sd_cfg = configs(args, x_train.shape[1], amp_flag)
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
-    rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device)
+    measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flag, results)
+    rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device, measured)
     results["plan"] = {"rows": [{"stage": r[0], "what": r[1], "expected_s": r[2]} for r in rows],
                        "total_s": plan.print_plan(rows, hardware.describe(device), args.dataset)}
     meta, kw = {"dataset": args.dataset}, dict(ckpt_every_s=args.ckpt_every_s)
@@ -216,9 +236,12 @@ def energy(args, vq, sdid, device, figs, results):
 def run(args):
     device = pick_device(args.device)
     options.resolve_eval(args, device)
-    amp = args.amp == "on" if args.amp else hardware.bf16_pays(device)
-    print(f"hardware: {hardware.describe(device)}; bf16 autocast {'on' if amp else 'off'}"
-          f"{' (--amp)' if args.amp else ''}; evaluation: {'full protocol' if args.full_eval else 'CPU-sized'}"
+    amp_flag = None if args.amp is None else args.amp == "on"
+    amp_note = (f"bf16 autocast {args.amp} (--amp)" if args.amp else
+                "bf16 autocast per stage, the faster of fp32 and bf16 measured here" if hardware.bf16_pays(device)
+                else "fp32")
+    print(f"hardware: {hardware.describe(device)}; {amp_note}; "
+          f"evaluation: {'full protocol' if args.full_eval else 'CPU-sized'}"
           f"{'' if args.full_eval else ' (--full-eval for the sweep, FID-10k and FID-1280)'}", flush=True)
     ann = "-ann" if args.neuron == "relu" else ""
     out = args.out or os.path.join("runs", f"{args.dataset}-{args.preset}{ann}")
@@ -226,9 +249,9 @@ def run(args):
     os.makedirs(out, exist_ok=True)
     info_path = os.path.join(out, "train_info.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else {}
-    results = {"dataset": args.dataset, "preset": args.preset, "hardware": hardware.describe(device), "amp": amp,
+    results = {"dataset": args.dataset, "preset": args.preset, "hardware": hardware.describe(device),
                "eval_protocol": "full" if args.full_eval else "cpu"}
-    vq, sdid, hists, rows = train_stages(args, device, out, info, amp, results)
+    vq, sdid, hists, rows = train_stages(args, device, out, info, amp_flag, results)
     write_json(info, info_path)
     plot.loss_curves(hists, path=os.path.join(figs, "loss_curves.png"))
     results.update({"training": info, "vq_config": asdict(vq.cfg), "sdid_config": asdict(sdid.cfg),
