@@ -93,15 +93,8 @@ def generated_images(args, device):
     if args.samples:
         with np.load(args.samples) as z:
             return z["images"][:args.n], args.samples
-    from spikediff_min.evaluate import generate
-    from spikediff_min.sdid import SDID, SDIDConfig
-    from spikediff_min.vqsvae import VQSVAE, VQSVAEConfig
-    models = []
-    for name, cls, cfg_cls in (("vq.pt", VQSVAE, VQSVAEConfig), ("sdid.pt", SDID, SDIDConfig)):
-        ck = torch.load(os.path.join(args.run, name), map_location="cpu", weights_only=True)
-        m = cls(cfg_cls(**ck["config"]))
-        m.load_state_dict(ck["model"])
-        models.append(m.to(device))
+    from spikediff_min.evaluate import generate, load_run
+    models = load_run(args.run, device)
     images, _ = generate(models[1], models[0], args.n, args.temperature, args.sampler, 12, device, seed=args.seed)
     return images, f"{args.run} ({args.sampler} sampler, temperature {args.temperature}, seed {args.seed})"
 

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from speed import path, plain_and_optimised, switch_state  # noqa: E402
 
-from spikediff_min import fid, run_all  # noqa: E402
+from spikediff_min import evaluate, fid, run_all  # noqa: E402
 from spikediff_min.evaluate import generate  # noqa: E402
 from spikediff_min.train import pick_device  # noqa: E402
 
@@ -32,7 +32,8 @@ def run_parser(doc, json_name):
     p.add_argument("--run", required=True, help="folder of a finished run_all.py run (vq.pt, sdid.pt)")
     p.add_argument("--dataset", default="mnist", help="the run's dataset")
     p.add_argument("--preset", default="cpu", help="the run's preset")
-    p.add_argument("--overrides", default="", help="the run's run_all.py overrides, quoted, e.g. '--sdid-epochs 3.5'")
+    p.add_argument("--overrides", default="", help="the run's run_all.py overrides, quoted, e.g. '--sdid-epochs 3.5' (recorded "
+                                                   "in the JSON only: the configs come from the checkpoints)")
     p.add_argument("--n", type=int, default=10000, help="samples (per path)")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     p.add_argument("--sampler", default="paper", choices=["paper", "maskgit"])
@@ -44,15 +45,12 @@ def run_parser(doc, json_name):
 
 
 def load_run(a, device):
-    """(vq, sdid) from the finished checkpoints of run a.run; refuses unfinished or mismatched ones."""
-    ra = run_all.parse_args(["--dataset", a.dataset, "--preset", a.preset, "--out", a.run] + a.overrides.split()
-                            + (["--data-root", a.data_root] if a.data_root else []))
-    for name in ("vq.pt", "sdid.pt"):
-        ck = run_all.read_checkpoint(os.path.join(a.run, name))
-        if not (ck and ck.get("done")):
-            sys.exit(f"error: {a.run}/{name} is missing or unfinished; run run_all.py first")
-    vq, sdid, _ = run_all.train_stages(ra, device, a.run, {})
-    return vq, sdid
+    """(vq, sdid) from the finished checkpoints of run a.run (evaluate.load_run: the configs saved
+    with the weights, so --overrides is only recorded); a missing or unfinished one exits in a line."""
+    try:
+        return evaluate.load_run(a.run, device)
+    except run_all.errors.UserError as e:
+        sys.exit(f"error: {e}")
 
 
 def save_entry(path, key, entry):

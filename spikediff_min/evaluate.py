@@ -3,9 +3,11 @@
 - `encode_all` / `decode_all`: whole datasets through the VQ-SVAE in batches.
 - `reconstruction_metrics`: MSE (on the [-0.5, 0.5] scale), SSIM and codebook use on a split.
 - `generate`: sample code grids with the SDID (paper sampler or MaskGIT) and decode them.
+- `load_run`: the trained (vq, sdid) of a run_all.py --out folder, for benchmarks and notebooks.
 FID itself lives in fid.py; run_all.py ties them together.
 """
 import math
+import os
 import time
 
 import torch
@@ -49,8 +51,9 @@ def reconstruction_metrics(vq, images, device, progress=True):
 
 @torch.no_grad()
 def generate(sdid, vq, n, temperature, sampler="paper", steps=12, device="cpu", batch_size=500,
-             seed=0, progress=True):
-    """n generated images (uint8 [n, C, H, W]) and the seconds it took (sampling + decoding)."""
+             seed=0, progress=True, choice_temperature=4.5):
+    """n generated images (uint8 [n, C, H, W]) and the seconds it took (sampling + decoding).
+    steps and choice_temperature: the MaskGIT sampler's (absorbing.sample_maskgit)."""
     h = w = int(math.isqrt(sdid.cfg.num_timesteps))
     kw = dict(n=n, shape=(h, w), num_timesteps=sdid.cfg.num_timesteps, mask_id=sdid.cfg.num_codes,
               temperature=temperature, batch_size=batch_size, device=device, progress=progress,
@@ -59,10 +62,38 @@ def generate(sdid, vq, n, temperature, sampler="paper", steps=12, device="cpu", 
     if sampler == "paper":
         idx = absorbing.sample(make_denoiser(sdid), **kw)
     elif sampler == "maskgit":
-        idx = absorbing.sample_maskgit(make_denoiser(sdid), steps=steps, **kw)
+        idx = absorbing.sample_maskgit(make_denoiser(sdid), steps=steps, choice_temperature=choice_temperature,
+                                       **kw)
     else:
         raise ValueError(f"unknown sampler {sampler!r}; choose 'paper' or 'maskgit'")
     images = decode_all(vq, idx.cpu(), device, batch_size, progress=False)
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     return images, time.time() - t0
+
+
+def load_run(folder, device="cpu", amp=None):
+    """(vq, sdid) in eval mode from the finished checkpoints vq.pt and sdid.pt of a run_all.py --out
+    folder, each built from the config saved beside its weights. amp: bf16 autocast for both; None
+    keeps what each stage trained with where the hardware has native bf16, fp32 elsewhere.
+    A missing, unfinished or unreadable checkpoint raises train.CheckpointMismatch naming the fix."""
+    from dataclasses import replace
+    from . import hardware
+    from .sdid import SDID, SDIDConfig
+    from .train import CheckpointMismatch, read_checkpoint
+    from .vqsvae import VQSVAE, VQSVAEConfig
+    models = []
+    for name, cls, cfg_cls in (("vq.pt", VQSVAE, VQSVAEConfig), ("sdid.pt", SDID, SDIDConfig)):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            raise CheckpointMismatch(f"{path} does not exist. Fix: train the run first with run_all.py --out {folder}")
+        ck = read_checkpoint(path)
+        if not ck.get("done"):
+            raise CheckpointMismatch(f"{path} is unfinished (step {ck.get('step')}). Fix: finish it with "
+                                     f"run_all.py --out {folder} --resume")
+        cfg = cfg_cls(**ck["config"])
+        cfg = replace(cfg, amp=cfg.amp and hardware.bf16_pays(device) if amp is None else amp)
+        m = cls(cfg)
+        m.load_state_dict(ck["model"])
+        models.append(m.to(device).eval())
+    return tuple(models)
