@@ -226,9 +226,31 @@ def test_maskgit_one_code_and_confidence_order():
         logits[:, 0] = conf
         return logits
     rec = Recorder(ordered)
-    out = absorbing.sample_maskgit(rec, 1, (4, 4), 16, K, temperature=0, steps=4, progress=False)
+    out = absorbing.sample_maskgit(rec, 1, (4, 4), 16, K, temperature=0, steps=4, progress=False,
+                                   choice_temperature=0)                # the greedy order
     assert (out == 0).all()
     for x, _ in rec.calls[1:]:
         known = (x[0] != K).flatten()
         n = int(known.sum())
         assert n > 0 and known[16 - n:].all() and not known[:16 - n].any()
+
+
+def test_maskgit_choice_temperature_randomises_the_order():
+    """Same confidences everywhere but rising with the position: choice_temperature 0 unmasks
+    the most confident first (as above); with Gumbel noise the first-step picks vary by image."""
+    conf = torch.arange(16, dtype=torch.float32).view(4, 4) / 4
+
+    def ordered(x_t, t):
+        logits = torch.zeros(x_t.shape[0], K, 4, 4)
+        logits[:, 0] = conf
+        return logits
+    torch.manual_seed(0)
+    rec = Recorder(ordered)
+    out = absorbing.sample_maskgit(rec, 64, (4, 4), 16, K, temperature=0, steps=4, progress=False,
+                                   choice_temperature=4.5)
+    assert (out == 0).all()
+    first = rec.calls[1][0] != K                   # [64, 4, 4]: what step 1 unmasked
+    n = int(first[0].sum())
+    assert n > 0 and (first.flatten(1).sum(1) == n).all()               # the schedule is unchanged
+    assert len({tuple(f.flatten().tolist()) for f in first}) > 1        # but the positions differ
+    assert not first.flatten(1)[:, 16 - n:].all()                       # not always the greedy ones
