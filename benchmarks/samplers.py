@@ -46,8 +46,9 @@ def main(argv=None):
     vq, sdid = load_run(a.run, device)
     rows = []
     for st in a.settings:
-        images, secs = generate(sdid, vq, a.n, st["temperature"], st["sampler"], st.get("steps", 12), device,
-                                seed=a.seed, choice_temperature=st.get("choice_temperature", 4.5))
+        maskgit_kw = {k: st[k] for k in ("steps", "choice_temperature") if k in st}   # else generate's defaults
+        images, secs = generate(sdid, vq, a.n, st["temperature"], st["sampler"], device=device, seed=a.seed,
+                                **maskgit_kw)
         score = fid.fid(images, a.dataset, root=a.data_root, device=device)
         rows.append({**st, "fid": score, "fid_label": options.fid_label(a.n), "n": a.n, "sampling_s": secs})
         print(f"{st}: {options.fid_label(a.n)} {score:.2f} (sampling {secs:.0f} s)", flush=True)

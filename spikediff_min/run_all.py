@@ -126,7 +126,7 @@ def train_stages(args, device, out, info, amp_flag, results):
     # the training images are only needed for training; a finished run loads no training data
     x_train, _ = data.load_arrays(args.dataset, "test" if both_done else "train", root=args.data_root)
     n_test = len(data.load_arrays(args.dataset, "test", root=args.data_root)[0])
-    vq_cfg, sd_cfg = configs(args, x_train.shape[1], amp_flag)
+    vq_cfg, sd_cfg = configs(args, x_train.shape[1])          # amp: set per stage by choose_amp
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
     measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flag, results)
     rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device, measured)
