@@ -106,6 +106,10 @@ def parse_args(argv=None, description=None):
     g.add_argument("--num-codes", type=number(int, 1), help="codebook size K (>= 2)")
     g.add_argument("--code-dim", type=POS_INT, help="VQ-SVAE codebook vector size D")
     g.add_argument("--width", type=POS_INT, help="VQ-SVAE encoder width (the decoder mirrors it)")
+    g.add_argument("--adv-weight", type=number(float, 0, False),
+                   help="ours, not the paper: weight of the VQ-SVAE's adversarial term from a training-only "
+                        "critic (critic.py, VQGAN-style; 0 = off = the paper). The critic never runs when images are "
+                        "generated, so the generator stays spiking")
     g.add_argument("--amp", choices=["on", "off"],
                    help="bf16 autocast for both stages (default: where the hardware has native bf16, "
                         "hardware.bf16_pays: CUDA with bf16, CPUs with AMX/AVX512-BF16, each stage uses whichever of "

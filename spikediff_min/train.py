@@ -13,7 +13,7 @@ checkpoint in place and no temp file behind.
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import torch
 from tqdm.auto import tqdm
@@ -122,10 +122,14 @@ def load_checkpoint(path, config=None, meta=None, map_location="cpu"):
     bf16 on one machine loads on a machine without it."""
     ckpt = read_checkpoint(path, map_location)
     want = {"config": asdict(config) if config is not None else None, "meta": meta}
+    # a field newer than the checkpoint reads as its default, which keeps the behaviour from before it
+    defaults = {f.name: f.default for f in fields(config)} if config is not None else {}
     for key, expected in want.items():
         if expected is None:
             continue
         saved = ckpt.get(key, {})
+        if key == "config":
+            saved = {**defaults, **saved}
         diff = {k: (saved.get(k), v) for k, v in expected.items()
                 if saved.get(k) != v and not (key == "config" and k in EXECUTION_ONLY)}
         if diff:
@@ -136,11 +140,11 @@ def load_checkpoint(path, config=None, meta=None, map_location="cpu"):
 
 
 def fit(model, step_fn, data, cfg, ckpt_path=None, meta=None, seed=0, desc="train",
-        ckpt_every_s=120.0, progress=True, after_step=None):
+        ckpt_every_s=120.0, progress=True, after_step=None, before_step=None):
     """Train `model` on `data` ([N, ...] tensor on any device) with `step_fn(model, batch) -> dict`.
 
     step_fn returns a dict with a scalar "loss" (and other scalars to log). `after_step(model,
-    out, step, total)` runs after each optimizer step. Returns the history {name: [values]}.
+    out, step, total)` runs after each optimizer step, `before_step(model, step, total)` before each. Returns the history {name: [values]}.
     """
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
@@ -178,6 +182,8 @@ def fit(model, step_fn, data, cfg, ckpt_path=None, meta=None, seed=0, desc="trai
         batch = data[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size].to(data.device)].to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
+        if before_step is not None:
+            before_step(model, step, total)
         out = step_fn(model, batch)
         loss = out["loss"]
         if not torch.isfinite(loss):

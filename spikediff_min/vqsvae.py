@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .critic import PatchCritic, adversarial_losses
 from .layers import ConvBNLIF, SeqToANN, membrane_readout
 from .spike_generator import SpikeGenerator
 from .vq import VectorQuantizer, spike_loss
@@ -40,6 +41,8 @@ class VQSVAEConfig:
     epochs: float = 100
     lr_schedule: str = "constant"    # "constant" (paper) or "cosine" (decays to 0; ours)
     reseed_dead_codes: bool = False  # ours: re-seed unused codes from encoder outputs
+    adv_weight: float = 0.0          # ours: weight of a training-only critic's adversarial term (critic.py); 0 = paper
+    adv_start: float = 0.2           # ours: share of the steps the critic trains alone before the term is on
     amp: bool = False                # bf16 autocast (spikes are exact in bf16)
 
 
@@ -95,6 +98,8 @@ class VQSVAE(nn.Module):
         self.generator = SpikeGenerator(cfg.code_dim, neuron=cfg.neuron, tau=cfg.tau)
         self.decoder = Decoder(cfg)
         self.register_buffer("data_variance", torch.tensor(1.0))   # Var(train images), set by training
+        # training only (adv_weight > 0): never runs in encode/decode, so generation stays spiking
+        self.critic = PatchCritic(cfg.in_channels) if cfg.adv_weight > 0 else None
 
     def forward(self, x):
         T = self.cfg.T
@@ -138,15 +143,27 @@ def train_vqsvae(cfg, images, ckpt_path=None, device=None, seed=0, meta=None, pr
     model = VQSVAE(cfg).to(device)
     model.data_variance.fill_(x.var().item())
 
+    adv_on = {"on": False}      # the critic's warm-up (adv_start), set before each step
+
+    def before_step(m, step, total):
+        adv_on["on"] = step >= cfg.adv_start * total
+
     def step_fn(m, batch):
         with autocast(device, cfg.amp):
             out = m(batch)
-        return {k: v for k, v in out.items() if k in ("loss", "vq", "spike", "recon", "z")}
+            if m.critic is not None:
+                out["critic"], out["adv"], out["adv_lambda"] = adversarial_losses(
+                    m.critic, batch, out["x_hat"], out["recon"], m.decoder.out.module.weight, cfg.adv_weight,
+                    adv_on["on"])
+                out["loss"] = out["loss"] + out["critic"] + out["adv"]
+        return {k: v for k, v in out.items() if k in ("loss", "vq", "spike", "recon", "z", "critic", "adv",
+                                                       "adv_lambda")}
 
     def after_step(m, out, step, total):
         if cfg.reseed_dead_codes and step % 50 == 0 and step < 0.8 * total:
             m.vq.reseed_dead_codes(out["z"])
 
-    history = fit(model, step_fn, x, cfg, ckpt_path, meta, seed, "VQ-SVAE", ckpt_every_s, progress, after_step)
+    history = fit(model, step_fn, x, cfg, ckpt_path, meta, seed, "VQ-SVAE", ckpt_every_s, progress, after_step,
+                  before_step)
     model.eval()
     return model, history

@@ -47,6 +47,15 @@ def test_per_stage_T_overrides_the_shared_one():
     assert (vq.T, sd.T) == (3, 4)      # the cpu preset's SDID keeps its T = 4
 
 
+def test_adv_weight_flag_reaches_the_vq_config_only_and_is_checked():
+    vq, _ = run_all.configs(run_all.parse_args([]), in_channels=1)
+    assert vq.adv_weight == 0                                        # off by default: the paper's loss
+    vq, sd = run_all.configs(run_all.parse_args(["--adv-weight", "0.5"]), in_channels=1)
+    assert vq.adv_weight == 0.5 and not hasattr(sd, "adv_weight")
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--adv-weight", "-1"])
+
+
 def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist"]), in_channels=1)
     assert (vq.T, vq.epochs, sd.T, sd.epochs) == (2, 14, 4, 3.5)
