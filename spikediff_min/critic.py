@@ -60,7 +60,7 @@ def adversarial_losses(critic, x, x_hat, rec_loss, last_weight, weight, generato
     x, x_hat: real and reconstructed images [B, C, H, W]. Before generator_on (a warm-up that lets
     the critic learn first, as VQGAN's disc_start) the autoencoder term is 0."""
     d_loss = hinge_d_loss(critic(x.float()), critic(x_hat.detach().float()))
-    if not generator_on or weight == 0:
+    if not generator_on:
         return d_loss, torch.zeros((), device=x.device), torch.zeros((), device=x.device)
     g_loss = -critic_frozen(critic, x_hat.float()).mean()
     lam = adaptive_weight(rec_loss, g_loss, last_weight)

@@ -143,8 +143,9 @@ def fit(model, step_fn, data, cfg, ckpt_path=None, meta=None, seed=0, desc="trai
         ckpt_every_s=120.0, progress=True, after_step=None, before_step=None):
     """Train `model` on `data` ([N, ...] tensor on any device) with `step_fn(model, batch) -> dict`.
 
-    step_fn returns a dict with a scalar "loss" (and other scalars to log). `after_step(model,
-    out, step, total)` runs after each optimizer step, `before_step(model, step, total)` before each. Returns the history {name: [values]}.
+    step_fn returns a dict with a scalar "loss" (and other scalars to log). `before_step(model,
+    step, total)` runs before each step_fn call, `after_step(model, out, step, total)` after each
+    optimizer step. Returns the history {name: [values]}.
     """
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
