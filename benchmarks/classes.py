@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spikediff_min import data, hardware
+from spikediff_min import data, hardware, options
 from spikediff_min.train import atomic_save, pick_device
 
 FACTOR = 1.5          # target: every class within this factor of its real share
@@ -90,13 +90,16 @@ def coverage(gen_share, real_share, factor=FACTOR):
 
 
 def generated_images(args, device):
+    """Yield (uint8 images [N, C, H, W], where they come from): the .npz, or one set per temperature."""
     if args.samples:
         with np.load(args.samples) as z:
-            return z["images"][:args.n], args.samples
+            yield z["images"][:args.n], args.samples
+        return
     from spikediff_min.evaluate import generate, load_run
     models = load_run(args.run, device)
-    images, _ = generate(models[1], models[0], args.n, args.temperature, args.sampler, 12, device, seed=args.seed)
-    return images, f"{args.run} ({args.sampler} sampler, temperature {args.temperature}, seed {args.seed})"
+    for temp in args.temperature:
+        images, _ = generate(models[1], models[0], args.n, temp, args.sampler, 12, device, seed=args.seed)
+        yield images, f"{args.run} ({args.sampler} sampler, temperature {temp}, seed {args.seed})"
 
 
 def main(argv=None):
@@ -106,7 +109,8 @@ def main(argv=None):
     p.add_argument("--run", help="or a run folder with vq.pt and sdid.pt: generate --n images first")
     p.add_argument("--n", type=int, default=10000, help="generated images to label (default 10000)")
     p.add_argument("--sampler", default="paper", choices=["paper", "maskgit"], help="with --run")
-    p.add_argument("--temperature", type=float, default=0.7, help="with --run")
+    p.add_argument("--temperature", type=options.temperature, nargs="+", default=[0.7],
+                   help="with --run; several give one histogram each; START-END anneals it (absorbing.temperature_at)")
     p.add_argument("--seed", type=int, default=2, help="with --run")
     p.add_argument("--data-root", help="folder holding one subfolder per dataset")
     p.add_argument("--device", help="cpu, cuda or mps")
@@ -117,17 +121,21 @@ def main(argv=None):
     device = pick_device(args.device)
     t0 = time.time()
     model, acc, real_share = train_classifier(args.dataset, args.data_root, device)
-    images, source = generated_images(args, device)
-    gen_share = histogram(predict(model, images, device), len(real_share))
-    res = {"dataset": args.dataset, "source": source, "n": len(images), "classifier_test_accuracy": acc,
-           "real_share": real_share.tolist(), "generated_share": gen_share.tolist(),
-           **coverage(gen_share, real_share), "seconds": time.time() - t0, "machine": hardware.describe(device),
-           "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    print(f"{args.dataset}: classifier test accuracy {acc:.4f}; {len(images)} generated images from {source}")
-    print("class | real share | generated share | ratio")
-    for c, (r, g) in enumerate(zip(real_share, gen_share)):
-        print(f"{c:5d} | {r:10.4f} | {g:15.4f} | {g / r:5.2f}")
-    print(f"ratios {res['min_ratio']:.2f}-{res['max_ratio']:.2f}; every class within x{FACTOR}: {res['within_factor']}")
+    rows = []
+    for images, source in generated_images(args, device):
+        gen_share = histogram(predict(model, images, device), len(real_share))
+        res = {"dataset": args.dataset, "source": source, "n": len(images), "classifier_test_accuracy": acc,
+               "real_share": real_share.tolist(), "generated_share": gen_share.tolist(),
+               **coverage(gen_share, real_share), "seconds": time.time() - t0,
+               "machine": hardware.describe(device), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        print(f"{args.dataset}: classifier test accuracy {acc:.4f}; {len(images)} generated images from {source}")
+        print("class | real share | generated share | ratio")
+        for c, (r, g) in enumerate(zip(real_share, gen_share)):
+            print(f"{c:5d} | {r:10.4f} | {g:15.4f} | {g / r:5.2f}")
+        print(f"ratios {res['min_ratio']:.2f}-{res['max_ratio']:.2f}; every class within x{FACTOR}: "
+              f"{res['within_factor']}")
+        rows.append(res)
+    res = rows[0] if len(rows) == 1 else {"rows": rows}
     path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), f"classes_{args.dataset}.json")
     with open(path, "w") as f:
         json.dump(res, f, indent=1)

@@ -9,6 +9,10 @@ with x_t [B, H, W] long (MASK = mask_id = K) and t [B] long in 1..num_timesteps.
 - `sample`: the paper's sampler: start all MASK, for t = T_diff .. 1 unmask each still-masked
   position with probability 1/t, drawing it from softmax(logits / temperature); unmasked tokens
   never change again.
+  Ours, an option: `temperature=(start, end)` anneals it linearly from start at the first step
+  (t = T_diff) to end at the last (t = 1): the first tokens, drawn with little context, decide
+  the image's class, and a low temperature there favours the commonest strokes (ones); details
+  drawn late gain from a low one.
 - `sample_maskgit`: our option, MaskGIT-style confidence-ordered unmasking on a cosine schedule
   in a few steps (Chang et al. 2022).
 Running the denoiser only on the images, and for the tokens, that a step unmasks is a trick in
@@ -57,10 +61,21 @@ def _draw(logits, temperature):
     return _draw_rows(logits.permute(0, 2, 3, 1).reshape(-1, k), temperature).view(b, h, w)
 
 
+def temperature_at(temperature, t, num_timesteps):
+    """The temperature of step t (T_diff .. 1): a float is constant (the paper); (start, end) is
+    start at t = T_diff, end at t = 1, linear in between."""
+    if isinstance(temperature, (int, float)):
+        return float(temperature)
+    start, end = temperature
+    done = (num_timesteps - t) / max(num_timesteps - 1, 1)              # 0 at the first step, 1 at the last
+    return start + (end - start) * done
+
+
 @torch.no_grad()
 def sample(denoiser, n, shape, num_timesteps, mask_id, temperature=1.0, batch_size=500,
            device="cpu", progress=True, generator_seed=None):
-    """The paper's sampler. Returns [n, *shape] long code indices with no MASK left."""
+    """The paper's sampler. Returns [n, *shape] long code indices with no MASK left.
+    temperature: a float (the paper), or (start, end) annealed over the steps (temperature_at)."""
     if generator_seed is not None:
         torch.manual_seed(generator_seed)
     out = []
@@ -74,11 +89,12 @@ def sample(denoiser, n, shape, num_timesteps, mask_id, temperature=1.0, batch_si
             if not change.any():
                 continue
             t_b = torch.full((b,), t, dtype=torch.long, device=device)
+            temp = temperature_at(temperature, t, num_timesteps)
             if fast.on("skip_unchanged"):     # only the logits drawn from (fast.py)
-                x_t[change] = _draw_rows(fast.changed_logits(denoiser, x_t, t_b, change), temperature)
+                x_t[change] = _draw_rows(fast.changed_logits(denoiser, x_t, t_b, change), temp)
             else:                             # every image, every position; keep the drawn ones
                 logits = denoiser(x_t, t_b)                                   # [b, K, H, W]
-                x_t = torch.where(change, _draw(logits, temperature), x_t)
+                x_t = torch.where(change, _draw(logits, temp), x_t)
             masked &= ~change
         out.append(x_t)
         bar.update(b)

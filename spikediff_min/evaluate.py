@@ -53,7 +53,8 @@ def reconstruction_metrics(vq, images, device, progress=True):
 def generate(sdid, vq, n, temperature, sampler="paper", steps=12, device="cpu", batch_size=500,
              seed=0, progress=True, choice_temperature=4.5):
     """n generated images (uint8 [n, C, H, W]) and the seconds it took (sampling + decoding).
-    steps and choice_temperature: the MaskGIT sampler's (absorbing.sample_maskgit)."""
+    steps and choice_temperature: the MaskGIT sampler's (absorbing.sample_maskgit). temperature: a
+    float, or (start, end) annealed over the steps (paper sampler only: absorbing.temperature_at)."""
     h = w = int(math.isqrt(sdid.cfg.num_timesteps))
     kw = dict(n=n, shape=(h, w), num_timesteps=sdid.cfg.num_timesteps, mask_id=sdid.cfg.num_codes,
               temperature=temperature, batch_size=batch_size, device=device, progress=progress,
@@ -62,6 +63,9 @@ def generate(sdid, vq, n, temperature, sampler="paper", steps=12, device="cpu", 
     if sampler == "paper":
         idx = absorbing.sample(make_denoiser(sdid), **kw)
     elif sampler == "maskgit":
+        if not isinstance(temperature, (int, float)):
+            raise ValueError(f"temperature {temperature} anneals, which only the paper sampler does. Fix: give "
+                             f"the MaskGIT sampler one temperature, such as 0.8")
         idx = absorbing.sample_maskgit(make_denoiser(sdid), steps=steps, choice_temperature=choice_temperature,
                                        **kw)
     else:

@@ -178,13 +178,13 @@ def stage_rows(args, vq_cfg, sd_cfg, shape, n_train, n_test, progress, device, m
         if not real_stats_cached(args.dataset, args.fid_real, args.data_root):
             rows.append(("eval", f"real-image statistics: {n_real} Inception passes ({1 / inc:.1f} img/s)", n_real * inc))
         rows.append(("eval", f"reconstruction {options.fid_label(n_recon)}: {n_recon} Inception passes", n_recon * inc))
-        settings = [(s, t) for s in samplers for t in args.temperatures]
+        settings = options.sweep_settings(samplers, args.temperatures)
         if len(settings) > 1:
             rows.append(("eval", f"sweep: {len(settings)} settings x {args.sweep_samples} samples + Inception",
                          sum(args.sweep_samples * (per_image[s] + inc) for s, _ in settings)))
         what = f"{options.fid_label(args.fid_samples)}: {args.fid_samples} samples"
         if len(settings) == 1:
-            what += f" ({samplers[0]} sampler, temperature {args.temperatures[0]:g})"
+            what += f" ({samplers[0]} sampler, temperature {options.show_temperature(args.temperatures[0])})"
         rows.append(("eval", what + f", {1 / max(per_image.values()):.1f} img/s + Inception",
                      args.fid_samples * (max(per_image[s] for s in samplers) + inc)))
     else:

@@ -177,7 +177,7 @@ def evaluate(args, vq, sdid, device, out, figs, results, rows):
         print(f"reconstruction {fid_label(n_recon)} ({n_recon} reconstructed test images vs {n_real} real): "
               f"{rec['fid']:.2f}")
         sweep = []
-        settings = [(s, temp) for s in samplers for temp in args.temperatures]
+        settings = options.sweep_settings(samplers, args.temperatures)
         for s, temp in settings if len(settings) > 1 else ():      # one setting: nothing to choose
             images, secs = gen(args.sweep_samples, temp, s, args.seed + 1)
             f = score(fid.inception_features(images, device=device))
@@ -201,9 +201,10 @@ def evaluate(args, vq, sdid, device, out, figs, results, rows):
             real_1280 = fid.real_statistics(args.dataset, "test", n=1280, root=args.data_root, device=device)
             results["fid_1280"] = fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280)
         for s in samplers if sweep else ():
-            picked = [r for r in sweep if r["sampler"] == s]
-            plot.fid_vs_temperature([r["temperature"] for r in picked], [r["fid"] for r in picked], rec["fid"],
-                                    path=os.path.join(figs, f"fid_vs_temperature_{s}.png"))
+            picked = [r for r in sweep if r["sampler"] == s and not isinstance(r["temperature"], tuple)]
+            if picked:
+                plot.fid_vs_temperature([r["temperature"] for r in picked], [r["fid"] for r in picked], rec["fid"],
+                                        path=os.path.join(figs, f"fid_vs_temperature_{s}.png"))
     except fid.FIDUnavailable as e:
         print(f"warning: FID skipped: {errors.one_line(e)}")
         images, secs = gen(100, args.temperatures[0], samplers[0], args.seed)

@@ -182,6 +182,41 @@ def test_temperature_zero_is_greedy_and_tiny_temperature_equals_greedy():
     assert not (out_hot == greedy).all()                       # temperature 1 really samples
 
 
+def test_temperature_at_by_hand():
+    assert absorbing.temperature_at(0.7, 3, 5) == 0.7                 # a float: the paper's constant
+    assert absorbing.temperature_at((1.0, 0.5), 5, 5) == 1.0          # first step (t = T_diff): start
+    assert absorbing.temperature_at((1.0, 0.5), 1, 5) == 0.5          # last step (t = 1): end
+    assert absorbing.temperature_at((1.0, 0.5), 3, 5) == pytest.approx(0.75)
+    assert absorbing.temperature_at((1.0, 0.5), 4, 5) == pytest.approx(0.875)
+
+
+def test_temperature_flag_parses_constants_and_anneals():
+    import argparse
+    from spikediff_min import options
+    assert options.temperature("0.7") == 0.7
+    assert options.temperature("1.0-0.6") == (1.0, 0.6)
+    for bad in ("warm", "-1", "0", "1-0", "1-2-3", "nan", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="Fix"):
+            options.temperature(bad)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_annealed_temperature_reaches_every_draw(monkeypatch, skip):
+    # the sampler draws step t's tokens at temperature_at(t): record what each draw is given
+    seen = []
+    real = absorbing._draw_rows
+    monkeypatch.setattr(absorbing, "_draw_rows", lambda picked, temp: seen.append(temp) or real(picked, temp))
+    torch.manual_seed(0)
+    T = 16
+    with fast.enabled(skip_unchanged=skip):
+        out = absorbing.sample(_random_logits, 2, (4, 4), T, K, temperature=(1.0, 0.25), progress=False)
+    assert (out != K).all()
+    allowed = {absorbing.temperature_at((1.0, 0.25), t, T) for t in range(1, T + 1)}
+    assert seen and set(seen) <= allowed
+    assert seen == sorted(seen, reverse=True)                          # t runs down, so does the temperature
+    assert seen[0] == 1.0                                              # t = T unmasks w.p. 1: always drawn
+
+
 @pytest.mark.parametrize("shape, steps", [((7, 7), 12), ((8, 8), 8), ((2, 2), 8)])
 def test_maskgit_schedule_calls_and_monotone(shape, steps):
     torch.manual_seed(0)

@@ -25,7 +25,7 @@ def smoke_run(tmp_path_factory):
     args = SMOKE + ["--out", str(out / "run"), "--figures", str(out / "figs")]
     if has_inception():   # a tiny FID so the FID path runs end to end (Inception is slow on CPU)
         args = [a for a in args if a not in ("--fid-samples", "0")] + [
-            "--fid-samples", "12", "--sweep-samples", "6", "--temperatures", "1.0", "--fid-real", "12"]
+            "--fid-samples", "12", "--sweep-samples", "6", "--temperatures", "1.0-0.5", "--fid-real", "12"]
     results = run_all.main(args)
     return out, args, results
 
@@ -67,6 +67,13 @@ def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     assert vq.T == 2 and vq.epochs < 1                                 # other presets: no recipe
 
 
+def test_temperatures_flag_takes_constants_and_anneals(capsys):
+    assert run_all.parse_args(["--temperatures", "0.8", "1.0-0.6"]).temperatures == [0.8, (1.0, 0.6)]
+    with pytest.raises(SystemExit) as e:
+        run_all.parse_args(["--temperatures", "1.0-0"])
+    assert e.value.code == 2 and "START-END" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["--dataset", "svhn"], ["--preset", "huge"], ["--no-such-flag"]])
 def test_bad_arguments_name_the_choices(argv, capsys):
     with pytest.raises(SystemExit) as e:
@@ -86,9 +93,11 @@ def test_smoke_writes_results_and_figures(smoke_run):
     assert saved["energy"]["generation"]["energy_uJ"] > 0
     for name in ["samples.png", "reconstructions.png", "loss_curves.png"]:
         assert (out / "figs" / name).stat().st_size > 1000
-    if has_inception():
-        assert saved["fid"] > 0 and saved["reconstruction"]["fid"] > 0
+    if has_inception():                                  # sampled at --temperatures 1.0-0.5, annealed
+        assert saved["fid"] > 0 and saved["reconstruction"]["fid"] > 0 and saved["best_temperature"] == [1.0, 0.5]
         assert (out / "run" / "samples.npz").exists()
+    else:                                                # the mnist default: annealed, no FID
+        assert saved["energy"]["generation"]["temperature"] == [1.0, 0.4]
 
 
 def test_rerun_skips_finished_stages_and_retrains_missing_ones(smoke_run):
