@@ -109,8 +109,9 @@ def main(argv=None):
     p.add_argument("--run", help="or a run folder with vq.pt and sdid.pt: generate --n images first")
     p.add_argument("--n", type=int, default=10000, help="generated images to label (default 10000)")
     p.add_argument("--sampler", default="paper", choices=["paper", "maskgit"], help="with --run")
-    p.add_argument("--temperature", type=options.temperature, nargs="+", default=[0.7],
-                   help="with --run; several give one histogram each; START-END anneals it (absorbing.temperature_at)")
+    p.add_argument("--temperature", type=options.temperature, nargs="+",
+                   help="with --run (default: run_all's for the dataset, options.TEMPERATURE); several give one "
+                        "histogram each; START-END anneals it (absorbing.temperature_at)")
     p.add_argument("--seed", type=int, default=2, help="with --run")
     p.add_argument("--data-root", help="folder holding one subfolder per dataset")
     p.add_argument("--device", help="cpu, cuda or mps")
@@ -118,6 +119,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not (args.samples or args.run):
         p.error("give --samples FILE.npz or --run FOLDER")
+    args.temperature = args.temperature or [options.TEMPERATURE.get(args.dataset, 0.7)]
     device = pick_device(args.device)
     t0 = time.time()
     model, acc, real_share = train_classifier(args.dataset, args.data_root, device)
