@@ -135,6 +135,9 @@ def parse_args(argv=None, description=None):
     g.add_argument("--num-codes", type=number(int, 1), help="codebook size K (>= 2)")
     g.add_argument("--code-dim", type=POS_INT, help="VQ-SVAE codebook vector size D")
     g.add_argument("--width", type=POS_INT, help="VQ-SVAE encoder width (the decoder mirrors it)")
+    g.add_argument("--mid-blocks", type=number(int, 0, False),
+                   help="ours, not the paper: spiking 3x3 Conv-BN-LIF blocks added at the 7x7 token grid in the "
+                        "VQ-SVAE's encoder and decoder, for wider context per token (0 = the paper)")
     g.add_argument("--adv-weight", type=number(float, 0, False),
                    help="ours, not the paper: weight of the VQ-SVAE's adversarial term from a training-only "
                         "critic (critic.py, VQGAN-style; 0 = off = the paper). The critic never runs when images are "

@@ -50,7 +50,8 @@ def configs(args, in_channels, amp=None):
     common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
                                     neuron=args.neuron, amp=amp).items() if v is not None}
     vq_only = {k: v for k, v in dict(T=args.vq_T, epochs=args.vq_epochs, code_dim=args.code_dim,
-                                     width=args.width, adv_weight=args.adv_weight).items() if v is not None}
+                                     width=args.width, adv_weight=args.adv_weight,
+                                     mid_blocks=args.mid_blocks).items() if v is not None}
     vq = vq_config(args.preset, in_channels=in_channels, **{**common, **vq_only})
     sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs).items() if v is not None}
     sd = sdid_config(args.preset, **{**common, **sd_only})

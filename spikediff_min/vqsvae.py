@@ -5,6 +5,10 @@
       -> z_q [B, D, h, w] -> adaptive spike generator -> spikes -> decoder (spiking)
       -> membrane readout -> tanh -> image
 For 1x28x28 inputs the token grid is 7x7, for 3x32x32 it is 8x8.
+Ours, an option (`mid_blocks`, 0 = the paper): spiking 3x3 blocks at the token grid's resolution,
+after the encoder's second conv and before the decoder's first upsampling. In the paper's network
+each token sees a 7x7-pixel patch and each output pixel about 2x2 tokens; a 3x3 block widens both,
+at little cost (the grid is small).
 
     cfg = VQ_PRESETS["cpu"]
     model = VQSVAE(cfg)
@@ -43,6 +47,8 @@ class VQSVAEConfig:
     reseed_dead_codes: bool = False  # ours: re-seed unused codes from encoder outputs
     adv_weight: float = 0.0          # ours: weight of a training-only critic's adversarial term (critic.py); 0 = paper
     adv_start: float = 0.2           # ours: share of the steps the critic trains alone before the term is on
+    mid_blocks: int = 0              # ours: spiking 3x3 blocks at the token grid's resolution in the encoder
+                                     # and the decoder (wider context per token); 0 = the paper
     amp: bool = False                # bf16 autocast (spikes are exact in bf16)
 
 
@@ -66,11 +72,12 @@ class Encoder(nn.Module):
         w, kw = cfg.width, dict(neuron=cfg.neuron, tau=cfg.tau)
         self.conv1 = ConvBNLIF(cfg.in_channels, w, 3, 2, 1, **kw)      # sees the analog image
         self.conv2 = ConvBNLIF(w, 2 * w, 3, 2, 1, **kw)
+        self.mid = nn.Sequential(*[ConvBNLIF(2 * w, 2 * w, 3, 1, 1, **kw) for _ in range(cfg.mid_blocks)])
         self.conv3 = ConvBNLIF(2 * w, cfg.code_dim, 1, 1, 0, **kw)
 
     def forward(self, x, T):
         s = self.conv1(x, T=T)           # [T, B, w, H/2, W/2]   direct coding: the image at every step
-        s = self.conv2(s)                # [T, B, 2w, H/4, W/4]
+        s = self.mid(self.conv2(s))      # [T, B, 2w, H/4, W/4]
         return self.conv3(s)             # [T, B, D, H/4, W/4]
 
 
@@ -78,13 +85,15 @@ class Decoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         w, kw = cfg.width, dict(neuron=cfg.neuron, tau=cfg.tau)
-        self.up1 = ConvBNLIF(cfg.code_dim, 2 * w, 3, 2, 1, 1, transposed=True, **kw)
+        n, c = cfg.mid_blocks, cfg.code_dim
+        self.mid = nn.Sequential(*[ConvBNLIF(c if i == 0 else 2 * w, 2 * w, 3, 1, 1, **kw) for i in range(n)])
+        self.up1 = ConvBNLIF(2 * w if n else c, 2 * w, 3, 2, 1, 1, transposed=True, **kw)
         self.up2 = ConvBNLIF(2 * w, w, 3, 2, 1, 1, transposed=True, **kw)
         self.out = SeqToANN(nn.ConvTranspose2d(w, cfg.in_channels, 3, 1, 1))
         self.readout_decay = cfg.readout_decay
 
     def forward(self, s):
-        s = self.up2(self.up1(s))                                   # [T, B, w, H, W]
+        s = self.up2(self.up1(self.mid(s)))                         # [T, B, w, H, W]
         y = membrane_readout(self.out(s), self.readout_decay)       # [B, C, H, W]
         return torch.tanh(y)
 

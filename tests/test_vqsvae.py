@@ -1,7 +1,7 @@
 """VQ-SVAE (SPEC section 4): shapes, gradients, an entirely spiking path, training, checkpoints, ANN twin."""
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -83,12 +83,12 @@ def _convs(model, prefix=""):
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and n.startswith(prefix)}
 
 
-@pytest.mark.parametrize("mode", ["train", "eval"])
-def test_entirely_spiking_except_image_and_codebook_inputs(mode):
+@pytest.mark.parametrize("mode, mid_blocks", [("train", 0), ("eval", 0), ("train", 2), ("eval", 2)])
+def test_entirely_spiking_except_image_and_codebook_inputs(mode, mid_blocks):
     torch.manual_seed(0)
-    model = VQSVAE(TINY)
+    model = VQSVAE(replace(TINY, mid_blocks=mid_blocks))
     model.train(mode == "train")
-    assert len(_convs(model)) == 7                                # 3 enc + generator + 3 dec
+    assert len(_convs(model)) == 7 + 2 * mid_blocks              # 3 enc + generator + 3 dec (+ mid blocks)
     seen, handles = _record_conv_inputs(model)
     x = torch.rand(4, 1, 28, 28) - 0.5
     model(x)
@@ -129,6 +129,24 @@ def test_paper_architecture_matches_spec():
     assert sig(d.out.module) == ("ConvTranspose2d", 32, 1, (3, 3), (1, 1), (1, 1), (0, 0))
     assert m.vq.codebook.weight.shape == (128, 16)
     assert sum(isinstance(x, LIF) for x in m.modules()) == 6       # 3 enc + generator + 2 dec
+
+
+def test_mid_blocks_add_spiking_3x3_blocks_at_the_token_grid():
+    cfg = VQSVAEConfig(T=2, width=8, num_codes=16, code_dim=4, mid_blocks=2)
+    m = VQSVAE(cfg)
+    e, d = m.encoder.mid, m.decoder.mid
+    assert [(b.conv.in_channels, b.conv.out_channels) for b in e] == [(16, 16), (16, 16)]     # 2w -> 2w
+    assert [(b.conv.in_channels, b.conv.out_channels) for b in d] == [(4, 16), (16, 16)]      # D -> 2w -> 2w
+    assert all(b.conv.kernel_size == (3, 3) and b.conv.stride == (1, 1) and b.conv.padding == (1, 1)
+               for b in list(e) + list(d))
+    assert m.decoder.up1.conv.in_channels == 16
+    x = torch.rand(2, 1, 28, 28) - 0.5
+    assert m.encode(x).shape == (2, 7, 7)                          # the token grid is unchanged
+    assert sum(isinstance(x, LIF) for x in m.modules()) == 6 + 4
+    # 0 is the paper, and a checkpoint saved before the option existed builds the same network
+    assert VQ_PRESETS["paper"].mid_blocks == 0
+    old = {k: v for k, v in vars(VQSVAEConfig(T=2, width=8)).items() if k != "mid_blocks"}
+    assert VQSVAE(VQSVAEConfig(**old)).state_dict().keys() == VQSVAE(VQSVAEConfig(T=2, width=8)).state_dict().keys()
 
 
 def test_ann_twin_relu_t1():
