@@ -49,13 +49,13 @@ class ConvBNLIF(nn.Module):
     """Conv -> BatchNorm -> LIF on [T, B, C, H, W]; `transposed=True` uses ConvTranspose2d."""
 
     def __init__(self, c_in, c_out, kernel_size=3, stride=1, padding=1, output_padding=0,
-                 transposed=False, neuron="lif", **lif_kwargs):
+                 transposed=False, neuron="lif", dilation=1, **lif_kwargs):
         super().__init__()
         if transposed:
             self.conv = nn.ConvTranspose2d(c_in, c_out, kernel_size, stride, padding,
                                            output_padding, bias=False)
         else:
-            self.conv = nn.Conv2d(c_in, c_out, kernel_size, stride, padding, bias=False)
+            self.conv = nn.Conv2d(c_in, c_out, kernel_size, stride, padding, dilation, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
         self.neuron = make_neuron(neuron, **lif_kwargs)
 

@@ -138,6 +138,9 @@ def parse_args(argv=None, description=None):
     g.add_argument("--mid-blocks", type=number(int, 0, False),
                    help="ours, not the paper: spiking 3x3 Conv-BN-LIF blocks added at the 7x7 token grid in the "
                         "VQ-SVAE's encoder and decoder, for wider context per token (0 = the paper)")
+    g.add_argument("--dilations", type=POS_INT, nargs=5, metavar="D",
+                   help="ours, not the paper: the dilation of each of the SDID's five 3x3 blocks, e.g. 1 1 2 3 1 "
+                        "for a wider view of the token grid with the same multiply-adds (default 1 1 1 1 1 = the paper)")
     g.add_argument("--adv-weight", type=number(float, 0, False),
                    help="ours, not the paper: weight of the VQ-SVAE's adversarial term from a training-only "
                         "critic (critic.py, VQGAN-style; 0 = off = the paper). The critic never runs when images are "

@@ -53,7 +53,8 @@ def configs(args, in_channels, amp=None):
                                      width=args.width, adv_weight=args.adv_weight,
                                      mid_blocks=args.mid_blocks).items() if v is not None}
     vq = vq_config(args.preset, in_channels=in_channels, **{**common, **vq_only})
-    sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs).items() if v is not None}
+    sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs,
+                                     dilations=args.dilations and tuple(args.dilations)).items() if v is not None}
     sd = sdid_config(args.preset, **{**common, **sd_only})
     return vq, sd
 

@@ -11,7 +11,11 @@ asked for, is a trick in fast.py (mean_first), off with `fast.ENABLED = False`.
 Named options beyond the paper (ablation in the README):
 - `token_input="embed"`: a learned token embedding instead of the raw id as a float (a float id
   puts unrelated codes next to each other);
-- `channels`: a narrower or wider stack.
+- `channels`: a narrower or wider stack;
+- `dilations`: the dilation of each of the five 3x3 blocks (padding follows, so the grid stays
+  7x7). All 1 is the paper, whose logits see 13x13 tokens around them, just the whole 7x7 grid
+  from a corner, and only in the last layers; e.g. (1, 1, 2, 3, 1) sees 19x19 with the same
+  multiply-adds (fewer real ones: more taps fall on the zero padding).
 
     model = SDID(SDID_PRESETS["cpu"])
     logits = model(x_t, t)          # [B, K, H, W]
@@ -33,6 +37,7 @@ class SDIDConfig:
     T: int = 16                     # SNN time steps
     channels: tuple = (64, 128, 256, 512, 256)
     token_input: str = "float"      # "float" (paper) or "embed" (ours)
+    dilations: tuple = (1, 1, 1, 1, 1)  # of the five 3x3 blocks; all 1 = the paper (ours: wider context)
     embed_dim: int = 32             # size of the learned token embedding ("embed" only)
     tau: float = 2.0
     neuron: str = "lif"             # "lif", or "relu" for the ANN twin (use T=1)
@@ -68,9 +73,12 @@ class SDID(nn.Module):
             self.embed, c_in = None, 2
         else:
             raise ValueError(f"token_input must be 'float' or 'embed', not {cfg.token_input!r}")
-        self.block1 = ConvBNLIF(c_in, c1, **kw)        # sees the analog token/time planes
-        self.blocks = nn.Sequential(ConvBNLIF(c1, c2, **kw), ConvBNLIF(c2, c3, **kw),
-                                    ConvBNLIF(c3, c4, **kw), ConvBNLIF(c4, c5, **kw))
+        if len(cfg.dilations) != 5 or any(int(d) != d or d < 1 for d in cfg.dilations):
+            raise ValueError(f"dilations must be five integers >= 1, one per 3x3 block, not {cfg.dilations!r}")
+        d1, d2, d3, d4, d5 = (dict(dilation=int(d), padding=int(d)) for d in cfg.dilations)
+        self.block1 = ConvBNLIF(c_in, c1, **d1, **kw)        # sees the analog token/time planes
+        self.blocks = nn.Sequential(ConvBNLIF(c1, c2, **d2, **kw), ConvBNLIF(c2, c3, **d3, **kw),
+                                    ConvBNLIF(c3, c4, **d4, **kw), ConvBNLIF(c4, c5, **d5, **kw))
         self.out = SeqToANN(nn.Conv2d(c5 + c1, cfg.num_codes, 3, 1, 1))
 
     def inputs(self, x_t, t):

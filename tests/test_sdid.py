@@ -121,7 +121,32 @@ def test_paper_presets_match_spec():
     assert [(c.in_channels, c.out_channels) for c in convs] == \
         [(2, 64), (64, 128), (128, 256), (256, 512), (512, 256), (320, 128)]
     assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) and c.stride == (1, 1) for c in convs)
+    assert all(c.dilation == (1, 1) for c in convs)
     assert m.embed is None
+
+
+@pytest.mark.parametrize("dilations, radius", [((1, 1, 1, 1, 1), 6), ((1, 1, 2, 3, 1), 9)])
+def test_dilations_set_how_far_a_logit_sees(dilations, radius):
+    """A logit depends on the tokens within `radius` of it and on no others: six 3x3 layers (five
+    blocks and the readout) reach 1 + 1 + 1 + 1 + 1 + 1 = 6 tokens away, dilated 1 + 1 + 2 + 3 + 1 + 1
+    = 9. The ANN twin in eval mode, so no spike threshold or batch statistic hides a dependence."""
+    torch.manual_seed(0)
+    m = SDID(tiny(neuron="relu", T=1, dilations=dilations)).eval()
+    x, t = torch.zeros(1, 25, 25, dtype=torch.long), torch.tensor([10])
+    with torch.no_grad():
+        base = m(x, t)[0, :, 12, 12]
+        for d in (radius, radius + 1):
+            y = x.clone()
+            y[0, 12, 12 + d] = 5
+            moved = not torch.allclose(m(y, t)[0, :, 12, 12], base)
+            assert moved == (d == radius), (d, moved)
+        assert m(x[:, :7, :7], t).shape == (1, K, 7, 7)                 # the grid keeps its size
+
+
+def test_bad_dilations_raise():
+    for bad in [(1, 1, 2), (1, 0, 1, 1, 1), (1, 1.5, 1, 1, 1)]:
+        with pytest.raises(ValueError, match="dilations"):
+            SDID(tiny(dilations=bad))
 
 
 def _heldout_loss(model, tokens, T_diff):
