@@ -40,11 +40,10 @@ def main():
                    help="one per variant: comma-separated KEY=VALUE overrides of the cpu preset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fid-n", type=int, default=2000, help="reconstructions scored by FID")
-    p.add_argument("--json", default="benchmarks/tokenizer.json")
+    p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "tokenizer.json"))
     args = p.parse_args()
     x_train, _ = data.load_arrays(args.dataset, "train")
     x_test, _ = data.load_arrays(args.dataset, "test")
-    real = fid.real_statistics(args.dataset, "test")
     amp = hardware.bf16_pays("cpu")
     old = json.load(open(args.json)) if os.path.exists(args.json) else {"rows": []}
     for variant in args.variants:
@@ -54,7 +53,7 @@ def main():
         vq, _ = train_vqsvae(cfg, x_train, seed=args.seed)
         seconds = time.time() - t0
         m, recon = reconstruction_metrics(vq, x_test, "cpu", progress=False)
-        m["fid"] = fid.frechet_distance(*fid.statistics(fid.inception_features(recon[:args.fid_n])), *real)
+        m["fid"] = fid.fid(recon[:args.fid_n], args.dataset)          # against the full test split
         row = {"dataset": args.dataset, "variant": variant, "epochs": args.epochs, "seed": args.seed,
                "amp": amp, "train_s": round(seconds, 1), "fid_n": args.fid_n, **m,
                "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": hardware.describe("cpu"),
