@@ -1,6 +1,7 @@
 """Tokenizer (VQ-SVAE) options side by side at one budget: reconstruction FID-2k, MSE, SSIM, codes.
 
     python benchmarks/tokenizer.py --epochs 2 --variants mid_blocks=0 mid_blocks=1 mid_blocks=2
+    python benchmarks/tokenizer.py --dataset fmnist --epochs 14 --variants T=2,amp=False
 
 Each variant is the `cpu` preset with KEY=VALUE overrides of VQSVAEConfig, trained at the same seed
 and budget (bf16 where the hardware pays, as run_all.py), then scored on the test split: MSE and
@@ -39,24 +40,26 @@ def main():
     p.add_argument("--variants", nargs="+", default=["mid_blocks=0"],
                    help="one per variant: comma-separated KEY=VALUE overrides of the cpu preset")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 where hardware.bf16_pays(device))")
     p.add_argument("--fid-n", type=int, default=2000, help="reconstructions scored by FID")
     p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "tokenizer.json"))
     args = p.parse_args()
     x_train, _ = data.load_arrays(args.dataset, "train")
     x_test, _ = data.load_arrays(args.dataset, "test")
-    amp = hardware.bf16_pays("cpu")
+    amp = hardware.bf16_pays(args.device)
     old = json.load(open(args.json)) if os.path.exists(args.json) else {"rows": []}
     for variant in args.variants:
         kw = dict(override(v) for v in variant.split(","))
-        cfg = config_from_preset("cpu", in_channels=x_train.shape[1], epochs=args.epochs, amp=amp, **kw)
+        kw = {"amp": amp, **kw}                                       # amp=False in a variant wins
+        cfg = config_from_preset("cpu", in_channels=x_train.shape[1], epochs=args.epochs, **kw)
         t0 = time.time()
-        vq, _ = train_vqsvae(cfg, x_train, seed=args.seed)
+        vq, _ = train_vqsvae(cfg, x_train, device=args.device, seed=args.seed, progress=False)
         seconds = time.time() - t0
-        m, recon = reconstruction_metrics(vq, x_test, "cpu", progress=False)
-        m["fid"] = fid.fid(recon[:args.fid_n], args.dataset)          # against the full test split
+        m, recon = reconstruction_metrics(vq, x_test, args.device, progress=False)
+        m["fid"] = fid.fid(recon[:args.fid_n], args.dataset, device=args.device, progress=False)        # against the full test split
         row = {"dataset": args.dataset, "variant": variant, "epochs": args.epochs, "seed": args.seed,
-               "amp": amp, "train_s": round(seconds, 1), "fid_n": args.fid_n, **m,
-               "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": hardware.describe("cpu"),
+               "amp": cfg.amp, "train_s": round(seconds, 1), "fid_n": args.fid_n, **m,
+               "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": hardware.describe(args.device),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
         old["rows"].append(row)
         json.dump(old, open(args.json, "w"), indent=1)

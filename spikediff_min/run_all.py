@@ -12,7 +12,8 @@ in --out (a killed run continues from its last periodic checkpoint with --resume
 3. train the SDID (out/sdid.pt)          4. evaluate: reconstructions, FID (on a CPU: FID-2k at
    the dataset's temperature; --full-eval, the default on CUDA: a sweep of both samplers, FID-10k
    and FID-1280), samples (out/samples.npz), energy per image (SPEC section 8), figures and
-   results.json.
+   results.json. Finished measurements go to out/eval_progress.json as they land, so a stopped
+   evaluation rerun on the same checkpoints keeps them instead of recomputing (EvalProgress).
 A fault (missing or corrupt file, unavailable device, bad flag, full disk) ends in one line naming
 the problem, the file and the fix (errors.py); --debug shows the traceback.
 """
@@ -97,15 +98,20 @@ def announce(rows, stage):
     print(f"== {stage}: expected {plan.minutes(sec)} ==", flush=True)
 
 
-def choose_amp(vq_cfg, sd_cfg, shape, device, amp_flag, results):
-    """bf16 autocast per stage: as --amp says; else, where the hardware has native bf16
-    (hardware.bf16_pays), whichever of fp32 / bf16 measured the faster training step here
-    (plan.pick_amp); else fp32. Returns the step times measured, for the plan."""
+def choose_amp(vq_cfg, sd_cfg, shape, device, amp_flag, results, trained=None):
+    """bf16 autocast per stage: as --amp says; else, for a stage whose finished checkpoint is in
+    --out, what it trained with (`trained` maps "vq"/"sdid" to that amp; nothing left to time); else,
+    where the hardware has native bf16 (hardware.bf16_pays), whichever of fp32 / bf16 measured the
+    faster training step here (plan.pick_amp); else fp32. Returns the step times measured, for the plan."""
     measured, chosen = {}, {}
     for key, cfg in (("vq", vq_cfg), ("sdid", sd_cfg)):
         if amp_flag is not None or not hardware.bf16_pays(device):
             cfg.amp = bool(amp_flag)
             chosen[key] = {"amp": cfg.amp, "why": "--amp" if amp_flag is not None else "no native bf16"}
+            continue
+        if (trained or {}).get(key) is not None:
+            cfg.amp = bool(trained[key])
+            chosen[key] = {"amp": cfg.amp, "why": "finished checkpoint: the amp it trained with"}
             continue
         cfg.amp, secs = plan.pick_amp(key, cfg, shape, device)      # the SDID's grid is H/4 x W/4
         measured[key] = secs["bf16" if cfg.amp else "fp32"]
@@ -130,7 +136,9 @@ def train_stages(args, device, out, info, amp_flag, results):
     n_test = len(data.load_arrays(args.dataset, "test", root=args.data_root)[0])
     vq_cfg, sd_cfg = configs(args, x_train.shape[1])          # amp: set per stage by choose_amp
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
-    measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flag, results)
+    trained = {k: read_checkpoint(p).get("config", {}).get("amp") for k, p in (("vq", vq_path), ("sdid", sd_path))
+               if progress[k][1]}
+    measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flag, results, trained)
     rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device, measured)
     results["plan"] = {"rows": [{"stage": r[0], "what": r[1], "expected_s": r[2]} for r in rows],
                        "total_s": plan.print_plan(rows, hardware.describe(device), args.dataset)}
@@ -155,6 +163,57 @@ def train_stages(args, device, out, info, amp_flag, results):
     return vq, sdid, {"VQ-SVAE": vq_hist, "SDID": sd_hist}, rows
 
 
+class EvalProgress:
+    """out/eval_progress.json: the finished measurements of an evaluation, so a stopped one loses
+    nothing. A rerun on the same checkpoints (size and mtime of vq.pt and sdid.pt), device, seed and
+    real statistics keeps the reconstruction FID, each finished sweep row and the headline samples
+    (out/samples.npz) instead of recomputing them; anything else starts afresh. Sampling is seeded,
+    so a kept measurement is the one a rerun would make."""
+
+    def __init__(self, args, out, device, n_real):
+        stamp = lambda name: [os.path.getsize(os.path.join(out, name)), os.stat(os.path.join(out, name)).st_mtime_ns]
+        self.path = os.path.join(out, "eval_progress.json")
+        self.key = {"vq": stamp("vq.pt"), "sdid": stamp("sdid.pt"), "dataset": args.dataset, "device": str(device),
+                    "seed": args.seed, "n_real": n_real, "maskgit_steps": args.maskgit_steps}
+        try:
+            with open(self.path) as f:
+                old = json.load(f)
+        except (OSError, ValueError):                      # none yet, or cut short while written
+            old = {}
+        self.state = old if old.get("key") == self.key else {"key": self.key}
+        self.samples_path = os.path.join(out, "samples.npz")
+
+    def get(self, kind, **what):
+        """The stored record of `kind` ("recon", "sweep", "samples") made with `what`, or None."""
+        what = json.loads(json.dumps(what))                # tuples -> lists, as stored
+        return next((r for r in self.state.get(kind, []) if r["what"] == what), None)
+
+    def put(self, kind, value, **what):
+        self.state.setdefault(kind, []).append({"what": json.loads(json.dumps(what)), "value": value})
+        write_json(self.state, self.path)
+
+    def samples(self, **what):
+        """The stored headline samples (uint8 [N, C, H, W]) made with `what`, or None."""
+        if self.get("samples", **what) is None:
+            return None
+        try:
+            with np.load(self.samples_path) as z:
+                images = z["images"]
+        except Exception:                                  # missing, truncated (BadZipFile) or foreign: remake
+            return None
+        return images if len(images) == what["n"] else None
+
+    def save_samples(self, images, secs, **what):
+        """out/samples.npz (one set: the record of the set it replaces goes first) and its record."""
+        self.state["samples"] = []
+        write_json(self.state, self.path)
+        tmp = f"{self.samples_path}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, images=images)
+        os.replace(tmp, self.samples_path)
+        self.put("samples", secs, **what)
+
+
 def evaluate(args, vq, sdid, device, out, figs, results, rows):
     """Stage 4: reconstructions, then (FID on) a sweep if there is more than one setting, the
     headline FID (labelled by its sample count: FID-2k, FID-10k) and, with --full-eval, FID-1280."""
@@ -172,25 +231,44 @@ def evaluate(args, vq, sdid, device, out, figs, results, rows):
     n_real = args.fid_real or len(x_test)
     n_recon = min(args.recon_fid_samples or n_real, len(x_test))
     score = lambda feats: fid.frechet_distance(*fid.statistics(feats), *real)
+    kept = EvalProgress(args, out, device, n_real)
+    note = " (kept from an earlier evaluation of these checkpoints: eval_progress.json)"
     try:
         real = fid.real_statistics(args.dataset, "test", n=args.fid_real, root=args.data_root, device=device)
-        rec["fid"] = score(fid.inception_features(recon[:n_recon], device=device))
+        old = kept.get("recon", n=n_recon)
+        rec["fid"] = old["value"] if old else score(fid.inception_features(recon[:n_recon], device=device))
+        if not old:
+            kept.put("recon", rec["fid"], n=n_recon)
         rec["fid_n"], rec["fid_label"] = n_recon, fid_label(n_recon)
         print(f"reconstruction {fid_label(n_recon)} ({n_recon} reconstructed test images vs {n_real} real): "
-              f"{rec['fid']:.2f}")
+              f"{rec['fid']:.2f}{note if old else ''}")
         sweep = []
         settings = options.sweep_settings(samplers, args.temperatures)
         for s, temp in settings if len(settings) > 1 else ():      # one setting: nothing to choose
-            images, secs = gen(args.sweep_samples, temp, s, args.seed + 1)
-            f = score(fid.inception_features(images, device=device))
-            sweep.append({"sampler": s, "temperature": temp, "fid": f, "n": args.sweep_samples,
-                          "fid_label": fid_label(args.sweep_samples), "images_per_s": args.sweep_samples / secs})
-            print(f"sweep: {s} sampler, temperature {temp}: {fid_label(args.sweep_samples)} {f:.2f}")
+            what = dict(sampler=s, temperature=temp, n=args.sweep_samples)
+            old = kept.get("sweep", **what)
+            if old:
+                row = old["value"]
+            else:
+                images, secs = gen(args.sweep_samples, temp, s, args.seed + 1)
+                row = {"sampler": s, "temperature": temp, "fid": score(fid.inception_features(images, device=device)),
+                       "n": args.sweep_samples, "fid_label": fid_label(args.sweep_samples),
+                       "images_per_s": args.sweep_samples / secs}
+                kept.put("sweep", row, **what)
+            sweep.append(dict(row, temperature=temp))
+            print(f"sweep: {s} sampler, temperature {temp}: {fid_label(args.sweep_samples)} {row['fid']:.2f}"
+                  f"{note if old else ''}")
         results["sweep"] = sweep
         best = min(sweep, key=lambda r: r["fid"]) if sweep else {"sampler": samplers[0],
                                                                    "temperature": args.temperatures[0]}
-        images, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
-        np.savez_compressed(os.path.join(out, "samples.npz"), images=images)
+        what = dict(sampler=best["sampler"], temperature=best["temperature"], n=args.fid_samples)
+        images = kept.samples(**what)
+        if images is None:
+            images, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
+            kept.save_samples(images, secs, **what)
+        else:
+            secs = kept.get("samples", **what)["value"]
+            print(f"{args.fid_samples} samples{note.replace('eval_progress.json', 'samples.npz')}")
         feats = fid.inception_features(images, device=device)
         results.update({
             "sampler": best["sampler"], "best_temperature": best["temperature"], "fid": score(feats),
@@ -204,7 +282,7 @@ def evaluate(args, vq, sdid, device, out, figs, results, rows):
             results["fid_1280"] = fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280)
         for s in samplers if sweep else ():
             picked = [r for r in sweep if r["sampler"] == s and not isinstance(r["temperature"], tuple)]
-            if picked:
+            if len(picked) > 1:                                       # a curve needs two points
                 plot.fid_vs_temperature([r["temperature"] for r in picked], [r["fid"] for r in picked], rec["fid"],
                                         path=os.path.join(figs, f"fid_vs_temperature_{s}.png"))
     except fid.FIDUnavailable as e:
@@ -236,6 +314,16 @@ def energy(args, vq, sdid, device, figs, results):
     return results
 
 
+def default_figures(args, out, ann=""):
+    """figures/<dataset> for the default run; <out>/figures for the smoke preset or a chosen --out.
+
+    An experiment in its own --out folder must not overwrite the committed figures/<dataset>
+    (a run there needs --figures figures/<dataset> said out loud)."""
+    if args.preset == "smoke" or args.out:
+        return os.path.join(out, "figures")
+    return os.path.join("figures", args.dataset + ann)
+
+
 def run(args):
     device = pick_device(args.device)
     options.resolve_eval(args, device)
@@ -248,7 +336,7 @@ def run(args):
           f"{'' if args.full_eval else ' (--full-eval for the sweep, FID-10k and FID-1280)'}", flush=True)
     ann = "-ann" if args.neuron == "relu" else ""
     out = args.out or os.path.join("runs", f"{args.dataset}-{args.preset}{ann}")
-    figs = args.figures or (os.path.join(out, "figures") if args.preset == "smoke" else os.path.join("figures", args.dataset + ann))
+    figs = args.figures or default_figures(args, out, ann)
     os.makedirs(out, exist_ok=True)
     info_path = os.path.join(out, "train_info.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else {}

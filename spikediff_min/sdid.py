@@ -55,6 +55,9 @@ SDID_PRESETS = {
     # (3.5 until 2026-12-03, benchmarks/README.md)
     "cpu": SDIDConfig(T=4, channels=(64, 128, 128, 128, 128), token_input="embed", batch_size=128,
                       lr=2e-3, epochs=6, lr_schedule="cosine"),
+    # minutes on one GPU (issue 16): the cpu preset's network, twice the batch, more epochs
+    "gpu": SDIDConfig(T=4, channels=(64, 128, 128, 128, 128), token_input="embed", batch_size=256,
+                      lr=2e-3, epochs=16, lr_schedule="cosine"),
     "smoke": SDIDConfig(T=2, channels=(16, 16, 16, 16, 16), token_input="embed", batch_size=64,
                         epochs=0.05, lr=2e-3),
 }

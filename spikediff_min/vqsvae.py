@@ -60,6 +60,10 @@ VQ_PRESETS = {
     # bound, benchmarks/README.md). run_all.py picks bf16 per stage where it measures faster.
     "cpu": VQSVAEConfig(T=4, batch_size=128, lr=2e-3, epochs=7, lr_schedule="cosine",
                         reseed_dead_codes=True),
+    # minutes on one GPU (issue 16): the cpu preset's network, where a small net is launch-bound, so
+    # twice the batch costs about the same per step; the minutes go to epochs (the tokenizer's lever)
+    "gpu": VQSVAEConfig(T=4, batch_size=256, lr=2e-3, epochs=16, lr_schedule="cosine",
+                        reseed_dead_codes=True),
     # a few seconds, for tests and notebooks' SMOKE mode
     "smoke": VQSVAEConfig(T=2, width=8, batch_size=64, epochs=0.05, lr=2e-3,
                           reseed_dead_codes=True),

@@ -59,6 +59,10 @@ def test_choose_amp_per_stage(monkeypatch):
     measured = choose_amp(vq, sd, (1, 28, 28), "cpu", None, results)
     assert (vq.amp, sd.amp) == (True, False) and measured == {"vq": 0.42, "sdid": 0.62}
     assert results["amp"]["sdid"]["s_per_step"] == {"fp32": 0.62, "bf16": 0.75}
+    # a finished stage keeps the amp it trained with, untimed; the unfinished one is measured
+    vq, sd, results = vq_config("smoke"), sdid_config("smoke"), {}
+    assert choose_amp(vq, sd, (1, 28, 28), "cpu", None, results, trained={"vq": False}) == {"sdid": 0.62}
+    assert (vq.amp, sd.amp) == (False, False) and "finished" in results["amp"]["vq"]["why"]
     # --amp wins and nothing is measured; no native bf16: fp32, nothing measured
     monkeypatch.setattr(plan, "train_step_seconds", lambda *a: 1 / 0)
     for flag, flags, want in ((True, {"avx512_bf16"}, True), (False, {"avx512_bf16"}, False), (None, {"avx2"}, False)):

