@@ -44,17 +44,19 @@ def parse_args(argv=None):
 
 
 def configs(args, in_channels, amp=None):
-    """The two stage configs: preset, then the cpu recipe, then the flags given (which win)."""
+    """The two stage configs: preset, then the cpu recipe, then the flags given (which win). amp:
+    both stages' bf16, else each stage's from its flags and recipe (options.amp_flags; None keeps
+    the preset's fp32 until run_all.choose_amp measures)."""
+    flags = options.amp_flags(args)
     args = options.with_recipe(args)
-    if amp is None:
-        amp = None if args.amp is None else args.amp == "on"
+    amps = {s: amp if amp is not None else flags[s][0] for s in ("vq", "sdid")}
     common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
-                                    neuron=args.neuron, amp=amp).items() if v is not None}
+                                    neuron=args.neuron).items() if v is not None}
     vq_only = {k: v for k, v in dict(T=args.vq_T, epochs=args.vq_epochs, code_dim=args.code_dim,
                                      width=args.width, adv_weight=args.adv_weight,
-                                     mid_blocks=args.mid_blocks).items() if v is not None}
+                                     mid_blocks=args.mid_blocks, amp=amps["vq"]).items() if v is not None}
     vq = vq_config(args.preset, in_channels=in_channels, **{**common, **vq_only})
-    sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs,
+    sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs, amp=amps["sdid"],
                                      dilations=args.dilations and tuple(args.dilations)).items() if v is not None}
     sd = sdid_config(args.preset, **{**common, **sd_only})
     return vq, sd
@@ -98,16 +100,18 @@ def announce(rows, stage):
     print(f"== {stage}: expected {plan.minutes(sec)} ==", flush=True)
 
 
-def choose_amp(vq_cfg, sd_cfg, shape, device, amp_flag, results, trained=None):
-    """bf16 autocast per stage: as --amp says; else, for a stage whose finished checkpoint is in
+def choose_amp(vq_cfg, sd_cfg, shape, device, flags, results, trained=None):
+    """bf16 autocast per stage: as the flags or the recipe say (`flags` maps "vq"/"sdid" to
+    (True/False/None, why), options.amp_flags); else, for a stage whose finished checkpoint is in
     --out, what it trained with (`trained` maps "vq"/"sdid" to that amp; nothing left to time); else,
-    where the hardware has native bf16 (hardware.bf16_pays), whichever of fp32 / bf16 measured the
-    faster training step here (plan.pick_amp); else fp32. Returns the step times measured, for the plan."""
+    where the hardware has native bf16 (hardware.bf16_pays), bf16 if its training step measured
+    clearly faster here (plan.pick_amp); else fp32. Returns the step times measured, for the plan."""
     measured, chosen = {}, {}
     for key, cfg in (("vq", vq_cfg), ("sdid", sd_cfg)):
-        if amp_flag is not None or not hardware.bf16_pays(device):
-            cfg.amp = bool(amp_flag)
-            chosen[key] = {"amp": cfg.amp, "why": "--amp" if amp_flag is not None else "no native bf16"}
+        flag, why = (flags or {}).get(key, (None, None))
+        if flag is not None or not hardware.bf16_pays(device):
+            cfg.amp = bool(flag)
+            chosen[key] = {"amp": cfg.amp, "why": why if flag is not None else "no native bf16"}
             continue
         if (trained or {}).get(key) is not None:
             cfg.amp = bool(trained[key])
@@ -115,14 +119,14 @@ def choose_amp(vq_cfg, sd_cfg, shape, device, amp_flag, results, trained=None):
             continue
         cfg.amp, secs = plan.pick_amp(key, cfg, shape, device)      # the SDID's grid is H/4 x W/4
         measured[key] = secs["bf16" if cfg.amp else "fp32"]
-        chosen[key] = {"amp": cfg.amp, "why": "measured faster", "s_per_step": secs}
+        chosen[key] = {"amp": cfg.amp, "why": f"measured (bf16 needs {options.BF16_MIN_SPEEDUP}x)", "s_per_step": secs}
         print(f"{'VQ-SVAE' if key == 'vq' else 'SDID'}: {secs['fp32']:.3f} s/step in fp32, "
               f"{secs['bf16']:.3f} in bf16: {'bf16' if cfg.amp else 'fp32'}", flush=True)
     results["amp"] = chosen
     return measured
 
 
-def train_stages(args, device, out, info, amp_flag, results):
+def train_stages(args, device, out, info, amp_flags, results):
     """Stages 1-3 after printing the plan; a stage whose finished checkpoint exists is loaded."""
     vq_path, tok_path, sd_path = (os.path.join(out, f) for f in ("vq.pt", "tokens.pt", "sdid.pt"))
     progress = {"vq": checkpoint_progress(vq_path), "sdid": checkpoint_progress(sd_path)}
@@ -138,7 +142,7 @@ def train_stages(args, device, out, info, amp_flag, results):
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
     trained = {k: read_checkpoint(p).get("config", {}).get("amp") for k, p in (("vq", vq_path), ("sdid", sd_path))
                if progress[k][1]}
-    measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flag, results, trained)
+    measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flags, results, trained)
     rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device, measured)
     results["plan"] = {"rows": [{"stage": r[0], "what": r[1], "expected_s": r[2]} for r in rows],
                        "total_s": plan.print_plan(rows, hardware.describe(device), args.dataset)}
@@ -327,10 +331,13 @@ def default_figures(args, out, ann=""):
 def run(args):
     device = pick_device(args.device)
     options.resolve_eval(args, device)
-    amp_flag = None if args.amp is None else args.amp == "on"
-    amp_note = (f"bf16 autocast {args.amp} (--amp)" if args.amp else
-                "bf16 autocast per stage, the faster of fp32 and bf16 measured here" if hardware.bf16_pays(device)
-                else "fp32")
+    amp_flags = options.amp_flags(args)
+    amp_note = ", ".join(f"{'VQ-SVAE' if s == 'vq' else 'SDID'} {'bf16' if f else 'fp32'} ({why})"
+                         for s, (f, why) in amp_flags.items() if f is not None)
+    if any(f is None for f, _ in amp_flags.values()):
+        amp_note += ("; " if amp_note else "") + (
+            f"bf16 autocast per stage where measured at least {options.BF16_MIN_SPEEDUP}x faster here"
+            if hardware.bf16_pays(device) else "fp32")
     print(f"hardware: {hardware.describe(device)}; {amp_note}; "
           f"evaluation: {'full protocol' if args.full_eval else 'CPU-sized'}"
           f"{'' if args.full_eval else ' (--full-eval for the sweep, FID-10k and FID-1280)'}", flush=True)
@@ -342,7 +349,7 @@ def run(args):
     info = json.load(open(info_path)) if os.path.exists(info_path) else {}
     results = {"dataset": args.dataset, "preset": args.preset, "hardware": hardware.describe(device),
                "eval_protocol": "full" if args.full_eval else "cpu"}
-    vq, sdid, hists, rows = train_stages(args, device, out, info, amp_flag, results)
+    vq, sdid, hists, rows = train_stages(args, device, out, info, amp_flags, results)
     write_json(info, info_path)
     plot.loss_curves(hists, path=os.path.join(figs, "loss_curves.png"))
     results.update({"training": info, "vq_config": asdict(vq.cfg), "sdid_config": asdict(sdid.cfg),

@@ -35,11 +35,12 @@ def test_real_flags_parse_as_a_set():
     assert all(" " not in f for f in flags)
 
 
-def test_pick_amp_keeps_the_faster_measured_step(monkeypatch):
+def test_pick_amp_takes_bf16_only_when_clearly_faster(monkeypatch):
     from spikediff_min import plan
     from spikediff_min.sdid import config_from_preset
     cfg = config_from_preset("smoke")
-    for bf16_s, want in ((0.5, True), (0.9, False)):      # fp32 takes 0.7 s/step in both cases
+    # fp32 takes 0.7 s/step each time; bf16 must be at least 1.2x faster (0.7 / 1.2 = 0.583)
+    for bf16_s, want in ((0.5, True), (0.58, True), (0.6, False), (0.65, False), (0.9, False)):
         monkeypatch.setattr(plan, "train_step_seconds", lambda stage, c, shape, dev: bf16_s if c.amp else 0.7)
         amp, secs = plan.pick_amp("sdid", cfg, (1, 28, 28), "cpu")
         assert amp is want and secs == {"fp32": 0.7, "bf16": bf16_s}
@@ -56,16 +57,35 @@ def test_choose_amp_per_stage(monkeypatch):
     monkeypatch.setattr(plan, "train_step_seconds",
                         lambda stage, c, shape, dev: {"vq": (0.54, 0.42), "sdid": (0.62, 0.75)}[stage][c.amp])
     vq, sd, results = vq_config("smoke"), sdid_config("smoke"), {}
-    measured = choose_amp(vq, sd, (1, 28, 28), "cpu", None, results)
+    measured = choose_amp(vq, sd, (1, 28, 28), "cpu", {}, results)
     assert (vq.amp, sd.amp) == (True, False) and measured == {"vq": 0.42, "sdid": 0.62}
     assert results["amp"]["sdid"]["s_per_step"] == {"fp32": 0.62, "bf16": 0.75}
     # a finished stage keeps the amp it trained with, untimed; the unfinished one is measured
     vq, sd, results = vq_config("smoke"), sdid_config("smoke"), {}
-    assert choose_amp(vq, sd, (1, 28, 28), "cpu", None, results, trained={"vq": False}) == {"sdid": 0.62}
+    assert choose_amp(vq, sd, (1, 28, 28), "cpu", {}, results, trained={"vq": False}) == {"sdid": 0.62}
     assert (vq.amp, sd.amp) == (False, False) and "finished" in results["amp"]["vq"]["why"]
-    # --amp wins and nothing is measured; no native bf16: fp32, nothing measured
+    # a flag wins and nothing is measured; no native bf16: fp32, nothing measured
     monkeypatch.setattr(plan, "train_step_seconds", lambda *a: 1 / 0)
     for flag, flags, want in ((True, {"avx512_bf16"}, True), (False, {"avx512_bf16"}, False), (None, {"avx2"}, False)):
         _with_flags(monkeypatch, flags)
         vq, sd = vq_config("smoke"), sdid_config("smoke")
-        assert choose_amp(vq, sd, (1, 28, 28), "cpu", flag, {}) == {} and vq.amp is sd.amp is want
+        stage_flags = {s: (flag, "--amp") for s in ("vq", "sdid")}
+        assert choose_amp(vq, sd, (1, 28, 28), "cpu", stage_flags, {}) == {} and vq.amp is sd.amp is want
+    # one stage fixed by its flag (or the recipe), the other measured
+    _with_flags(monkeypatch, {"avx512_bf16"})
+    monkeypatch.setattr(plan, "train_step_seconds", lambda stage, c, shape, dev: 0.2 if c.amp else 0.5)
+    vq, sd, results = vq_config("smoke"), sdid_config("smoke"), {}
+    assert choose_amp(vq, sd, (1, 28, 28), "cpu", {"vq": (False, "the cpu recipe for fmnist")}, results) == {"sdid": 0.2}
+    assert (vq.amp, sd.amp) == (False, True) and results["amp"]["vq"]["why"] == "the cpu recipe for fmnist"
+
+
+def test_amp_flags_stage_flag_then_recipe_then_amp():
+    from spikediff_min import options
+    flags = lambda *argv: options.amp_flags(options.parse_args(list(argv)))
+    assert flags() == {"vq": (None, None), "sdid": (None, None)}                # measured by choose_amp
+    assert flags("--dataset", "fmnist")["vq"] == (False, "the cpu recipe for fmnist")
+    assert flags("--dataset", "fmnist")["sdid"] == (None, None)
+    assert flags("--dataset", "fmnist", "--preset", "gpu")["vq"] == (None, None)  # recipes are the cpu preset's
+    assert flags("--dataset", "fmnist", "--amp", "on") == {"vq": (True, "--amp"), "sdid": (True, "--amp")}
+    assert flags("--dataset", "fmnist", "--amp", "off", "--vq-amp", "on")["vq"] == (True, "--vq-amp")
+    assert flags("--sdid-amp", "off") == {"vq": (None, None), "sdid": (False, "--sdid-amp")}

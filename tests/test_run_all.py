@@ -59,7 +59,9 @@ def test_adv_weight_flag_reaches_the_vq_config_only_and_is_checked():
 
 def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist"]), in_channels=1)
-    assert (vq.T, vq.epochs, sd.T, sd.epochs) == (2, 14, 4, 3.5)
+    assert (vq.T, vq.epochs, sd.T, sd.epochs, vq.amp) == (2, 14, 4, 3.5, False)   # VQ-SVAE in fp32
+    vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--amp", "on"]), in_channels=1)
+    assert vq.amp is sd.amp is True                                    # --amp wins over the recipe
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--T", "4", "--vq-epochs", "3"]), 1)
     assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 3, 4, 3.5)
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "mnist"]), in_channels=1)
