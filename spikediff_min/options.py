@@ -40,6 +40,7 @@ FULL_TEMPERATURES = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, (1.0, 0.4)]
 # bf16 must buy at least this training speed-up over fp32 to be picked by measurement: it can cost
 # quality (CPU_RECIPES' fmnist note), and on an H200 these small networks gain only 1.04x from it
 BF16_MIN_SPEEDUP = 1.2
+FROM_RECIPE = "the cpu recipe for"      # amp_flags' reason for a choice the recipe made
 QUICK = dict(sampler="paper", fid_samples=2000, recon_fid_samples=2000)
 FULL = dict(sampler="both", fid_samples=10000, recon_fid_samples=None, temperatures=FULL_TEMPERATURES)
 
@@ -184,7 +185,7 @@ def amp_flags(args):
     for stage in ("vq", "sdid"):
         own, value = getattr(args, f"{stage}_amp"), getattr(full, f"{stage}_amp") or args.amp
         why = (f"--{stage}-amp" if own else "--amp" if args.amp else
-               f"the cpu recipe for {args.dataset}" if value else None)
+               f"{FROM_RECIPE} {args.dataset}" if value else None)
         flags[stage] = (None if value is None else value == "on", why)
     return flags
 

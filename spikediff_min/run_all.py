@@ -109,6 +109,8 @@ def choose_amp(vq_cfg, sd_cfg, shape, device, flags, results, trained=None):
     measured, chosen = {}, {}
     for key, cfg in (("vq", vq_cfg), ("sdid", sd_cfg)):
         flag, why = (flags or {}).get(key, (None, None))
+        if (trained or {}).get(key) is not None and options.FROM_RECIPE in (why or ""):
+            flag = None                           # a finished stage reports how it trained, not the recipe
         if flag is not None or not hardware.bf16_pays(device):
             cfg.amp = bool(flag)
             chosen[key] = {"amp": cfg.amp, "why": why if flag is not None else "no native bf16"}

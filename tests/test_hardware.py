@@ -77,6 +77,10 @@ def test_choose_amp_per_stage(monkeypatch):
     vq, sd, results = vq_config("smoke"), sdid_config("smoke"), {}
     assert choose_amp(vq, sd, (1, 28, 28), "cpu", {"vq": (False, "the cpu recipe for fmnist")}, results) == {"sdid": 0.2}
     assert (vq.amp, sd.amp) == (False, True) and results["amp"]["vq"]["why"] == "the cpu recipe for fmnist"
+    # ... but a finished stage reports the amp it trained with (a run from before the recipe said fp32)
+    vq, sd, results = vq_config("smoke"), sdid_config("smoke"), {}
+    choose_amp(vq, sd, (1, 28, 28), "cpu", {"vq": (False, "the cpu recipe for fmnist")}, results, trained={"vq": True})
+    assert vq.amp is True and "finished" in results["amp"]["vq"]["why"]
 
 
 def test_amp_flags_stage_flag_then_recipe_then_amp():
