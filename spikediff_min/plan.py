@@ -15,6 +15,7 @@ from dataclasses import replace
 import torch
 
 from . import absorbing, fast, fid
+from .options import BF16_MIN_SPEEDUP
 from .sdid import SDID, make_denoiser
 from .train import autocast
 from .vqsvae import VQSVAE
@@ -73,12 +74,11 @@ def train_step_seconds(stage, cfg, image_shape, device, repeats=3):
 
 
 def pick_amp(stage, cfg, image_shape, device):
-    """Measure one training step of `stage` in fp32 and in bf16 autocast here and keep the faster:
+    """Measure one training step of `stage` in fp32 and in bf16 autocast here and choose:
     (amp, {"fp32": s/step, "bf16": s/step}). Native bf16 does not pay for every network: on an
     Intel Xeon with AVX512-BF16 (no AMX) the cpu preset's VQ-SVAE ran 1.5-1.7x faster in bf16 and
     its SDID 0.8x (slower), so the choice is made per stage by measuring, not by the CPU flags alone.
     bf16 wins only when at least options.BF16_MIN_SPEEDUP times faster: it can cost quality."""
-    from .options import BF16_MIN_SPEEDUP
     secs = {name: train_step_seconds(stage, replace(cfg, amp=amp), image_shape, device)
             for name, amp in (("fp32", False), ("bf16", True))}
     return secs["fp32"] >= BF16_MIN_SPEEDUP * secs["bf16"], secs
