@@ -27,7 +27,11 @@ from .vqsvae import VQ_PRESETS
 # seed, bf16 cost its reconstruction FID-2k 12.7 points (90.56 vs 77.82; fp32 at seed 1: 76.76) on
 # an H200 (benchmarks/tokenizer_fmnist_amp.json), and bf16 bought it only 4% speed on a Xeon.
 # A flag given on the command line wins.
-CPU_RECIPES = {"fmnist": dict(vq_T=2, vq_epochs=14, sdid_epochs=3.5, vq_amp="off"),
+# mnist: the epochs fill a training budget of 50 minutes on the machine at hand (--train-minutes), half
+# per stage, from the step times measured before training: 7 + 6 fixed epochs took 61.0 min on a
+# 2-core Xeon and about 31 on a 2-core EPYC with AVX512-BF16, so no fixed count fits both.
+CPU_RECIPES = {"mnist": dict(train_minutes=50),
+               "fmnist": dict(vq_T=2, vq_epochs=14, sdid_epochs=3.5, vq_amp="off"),
                "cifar10": dict(vq_T=2, vq_epochs=3, sdid_epochs=3)}
 # the sampling temperature of the CPU default evaluation. mnist: 1.0 annealed to 0.4 over the steps,
 # the best FID-2k measured and every class within 1.5x of its share, where 0.7 held ones at 2.6x
@@ -40,6 +44,9 @@ FULL_TEMPERATURES = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, (1.0, 0.4)]
 # bf16 must buy at least this training speed-up over fp32 to be picked by measurement: it can cost
 # quality (CPU_RECIPES' fmnist note), and on an H200 these small networks gain only 1.04x from it
 BF16_MIN_SPEEDUP = 1.2
+# --train-minutes: the VQ-SVAE's share of the budget, the SDID gets the rest (the 7 + 6 epoch MNIST
+# run spent 1,889 s and 1,745 s on them)
+VQ_SHARE = 0.5
 FROM_RECIPE = "the cpu recipe for"      # amp_flags' reason for a choice the recipe made
 QUICK = dict(sampler="paper", fid_samples=2000, recon_fid_samples=2000)
 FULL = dict(sampler="both", fid_samples=10000, recon_fid_samples=None, temperatures=FULL_TEMPERATURES)
@@ -142,12 +149,20 @@ def parse_args(argv=None, description=None):
     g.add_argument("--lr", type=POS_FLOAT, help="AdamW learning rate")
     g.add_argument("--vq-epochs", type=POS_FLOAT, help="VQ-SVAE epochs (fractions allowed)")
     g.add_argument("--sdid-epochs", type=POS_FLOAT, help="SDID epochs (fractions allowed)")
+    g.add_argument("--train-minutes", type=number(float, 0, False, " (0 turns it off)"),
+                   help="ours: a training budget; each stage without an --*-epochs flag trains for the epochs "
+                        f"that fill its share ({VQ_SHARE:g} VQ-SVAE, the rest SDID) at the step time measured "
+                        "on this machine before training (a stage with a checkpoint in --out keeps its "
+                        "epochs). The cpu preset's mnist recipe sets 50; 0 turns it off")
     g.add_argument("--num-codes", type=number(int, 1), help="codebook size K (>= 2)")
     g.add_argument("--code-dim", type=POS_INT, help="VQ-SVAE codebook vector size D")
     g.add_argument("--width", type=POS_INT, help="VQ-SVAE encoder width (the decoder mirrors it)")
     g.add_argument("--mid-blocks", type=number(int, 0, False),
                    help="ours, not the paper: spiking 3x3 Conv-BN-LIF blocks added at the 7x7 token grid in the "
                         "VQ-SVAE's encoder and decoder, for wider context per token (0 = the paper)")
+    g.add_argument("--recon-loss", choices=["mse", "l1"],
+                   help="ours, not the paper: the VQ-SVAE decoder's loss, mse (the paper, default) or l1 "
+                        "(scored worse: benchmarks/README.md)")
     g.add_argument("--dilations", type=POS_INT, nargs=5, metavar="D",
                    help="ours, not the paper: the dilation of each of the SDID's five 3x3 blocks, e.g. 1 1 2 3 1 "
                         "for a wider view of the token grid with the same multiply-adds (default 1 1 1 1 1 = the paper)")

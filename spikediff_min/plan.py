@@ -143,6 +143,11 @@ def real_stats_cached(dataset, n, root):
         return False
 
 
+def epochs_for(seconds, sec_per_step, steps_per_epoch):
+    """The epochs (2 decimals, at least 0.01) that `seconds` of training buy at `sec_per_step`."""
+    return max(0.01, round(seconds / (sec_per_step * steps_per_epoch), 2))
+
+
 def stage_rows(args, vq_cfg, sd_cfg, shape, n_train, n_test, progress, device, measured=None):
     """The plan's rows (stage, what, expected s) for run_all's args; `progress` maps "vq"/"sdid" to
     (steps done, finished?) from the checkpoints in --out; `measured` maps "vq"/"sdid" to a step

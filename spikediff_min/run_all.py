@@ -54,7 +54,8 @@ def configs(args, in_channels, amp=None):
                                     neuron=args.neuron).items() if v is not None}
     vq_only = {k: v for k, v in dict(T=args.vq_T, epochs=args.vq_epochs, code_dim=args.code_dim,
                                      width=args.width, adv_weight=args.adv_weight,
-                                     mid_blocks=args.mid_blocks, amp=amps["vq"]).items() if v is not None}
+                                     mid_blocks=args.mid_blocks, recon_loss=args.recon_loss,
+                                     amp=amps["vq"]).items() if v is not None}
     vq = vq_config(args.preset, in_channels=in_channels, **{**common, **vq_only})
     sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs, amp=amps["sdid"],
                                      dilations=args.dilations and tuple(args.dilations)).items() if v is not None}
@@ -128,6 +129,32 @@ def choose_amp(vq_cfg, sd_cfg, shape, device, flags, results, trained=None):
     return measured
 
 
+def fit_budget(args, stages, shape, n_train, device, measured, results):
+    """--train-minutes (the mnist cpu recipe's 50): set the epochs of each stage that no --*-epochs
+    flag fixed so that it fills its share of the budget at its step time measured here (`measured`,
+    filled in where choose_amp did not time it). A stage with a checkpoint in --out keeps the epochs
+    it was started with, so a resumed or finished stage matches its checkpoint."""
+    minutes = options.with_recipe(args).train_minutes
+    if not minutes:
+        return
+    chosen = {"minutes": minutes, "vq_share": options.VQ_SHARE}
+    for key, (cfg, path) in stages.items():
+        if getattr(args, f"{key}_epochs") is not None:
+            chosen[key] = {"epochs": cfg.epochs, "why": f"--{key}-epochs"}
+        elif os.path.exists(path):
+            cfg.epochs = read_checkpoint(path)["config"]["epochs"]
+            chosen[key] = {"epochs": cfg.epochs, "why": f"its checkpoint {path}"}
+        else:
+            share = options.VQ_SHARE if key == "vq" else 1 - options.VQ_SHARE
+            sec = measured.get(key) or plan.train_step_seconds(key, cfg, shape, device, repeats=5)
+            measured[key] = sec
+            cfg.epochs = plan.epochs_for(minutes * 60 * share, sec, max(1, n_train // cfg.batch_size))
+            chosen[key] = {"epochs": cfg.epochs, "why": f"{share * minutes:g} min at {sec:.3f} s/step"}
+        print(f"training budget {minutes:g} min: {key} {chosen[key]['epochs']:g} epochs ({chosen[key]['why']})",
+              flush=True)
+    results["budget"] = chosen
+
+
 def train_stages(args, device, out, info, amp_flags, results):
     """Stages 1-3 after printing the plan; a stage whose finished checkpoint exists is loaded."""
     vq_path, tok_path, sd_path = (os.path.join(out, f) for f in ("vq.pt", "tokens.pt", "sdid.pt"))
@@ -145,6 +172,8 @@ def train_stages(args, device, out, info, amp_flags, results):
     trained = {k: read_checkpoint(p).get("config", {}).get("amp") for k, p in (("vq", vq_path), ("sdid", sd_path))
                if progress[k][1]}
     measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flags, results, trained)
+    fit_budget(args, {"vq": (vq_cfg, vq_path), "sdid": (sd_cfg, sd_path)}, x_train.shape[1:], len(x_train),
+               device, measured, results)
     rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device, measured)
     results["plan"] = {"rows": [{"stage": r[0], "what": r[1], "expected_s": r[2]} for r in rows],
                        "total_s": plan.print_plan(rows, hardware.describe(device), args.dataset)}

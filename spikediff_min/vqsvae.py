@@ -49,6 +49,8 @@ class VQSVAEConfig:
     adv_start: float = 0.2           # ours: share of the steps the critic trains alone before the term is on
     mid_blocks: int = 0              # ours: spiking 3x3 blocks at the token grid's resolution in the encoder
                                      # and the decoder (wider context per token); 0 = the paper
+    recon_loss: str = "mse"          # "mse" (paper): MSE / Var(x); ours: "l1", mean |x_hat - x| / Std(x),
+                                     # whose optimum is the median pixel, not the mean: sharper strokes
     amp: bool = False                # bf16 autocast (spikes are exact in bf16)
 
 
@@ -103,9 +105,27 @@ class Decoder(nn.Module):
         return torch.tanh(y)
 
 
+RECON_LOSSES = ("mse", "l1")
+
+
+def reconstruction_loss(x_hat, x, variance, kind="mse"):
+    """The decoder's loss, scale-free: MSE / Var(x) (the paper) or mean |x_hat - x| / Std(x) (ours).
+
+    Where a pixel could plausibly be ink or background, MSE is minimised by their mean (grey: blur) and
+    L1 by their median (one or the other), which is why L1 gives sharper reconstructions.
+    """
+    if kind == "mse":
+        return F.mse_loss(x_hat, x) / variance
+    if kind == "l1":
+        return F.l1_loss(x_hat, x) / variance.sqrt()
+    raise ValueError(f"unknown recon_loss {kind!r}; choose from {RECON_LOSSES}")
+
+
 class VQSVAE(nn.Module):
     def __init__(self, cfg=VQSVAEConfig()):
         super().__init__()
+        if cfg.recon_loss not in RECON_LOSSES:
+            raise ValueError(f"unknown recon_loss {cfg.recon_loss!r}. Fix: choose one of {RECON_LOSSES}")
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.vq = VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.beta, cfg.readout_decay)
@@ -122,7 +142,7 @@ class VQSVAE(nn.Module):
         z_q, indices, vq_loss = self.vq(z)
         s_q = self.generator(z_q, T)                   # [T, B, D, h, w]
         x_hat = self.decoder(s_q)                      # [B, C, H, W]
-        recon = F.mse_loss(x_hat.float(), x.float()) / self.data_variance
+        recon = reconstruction_loss(x_hat.float(), x.float(), self.data_variance, self.cfg.recon_loss)
         sp = spike_loss(s_q.float(), s_enc.float(), self.cfg.beta)
         return {"loss": vq_loss + sp + recon, "vq": vq_loss, "spike": sp, "recon": recon,
                 "indices": indices, "z": z, "x_hat": x_hat}

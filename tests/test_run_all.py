@@ -53,6 +53,8 @@ def test_adv_weight_flag_reaches_the_vq_config_only_and_is_checked():
     assert vq.adv_weight == 0                                        # off by default: the paper's loss
     vq, sd = run_all.configs(run_all.parse_args(["--adv-weight", "0.5"]), in_channels=1)
     assert vq.adv_weight == 0.5 and not hasattr(sd, "adv_weight")
+    vq, _ = run_all.configs(run_all.parse_args(["--recon-loss", "l1"]), in_channels=1)
+    assert (vq.recon_loss, run_all.configs(run_all.parse_args([]), 1)[0].recon_loss) == ("l1", "mse")
     with pytest.raises(SystemExit):
         run_all.parse_args(["--adv-weight", "-1"])
 
@@ -65,9 +67,45 @@ def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--T", "4", "--vq-epochs", "3"]), 1)
     assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 3, 4, 3.5)
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "mnist"]), in_channels=1)
-    assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 7, 4, 6)          # MNIST: the plain cpu preset
+    assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 7, 4, 6)          # MNIST: the preset's epochs, which
+                                                                       # fit_budget replaces before training
     vq, _ = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--preset", "smoke"]), 1)
     assert vq.T == 2 and vq.epochs < 1                                 # other presets: no recipe
+
+
+def _budget(argv, tmp_path, measured):
+    args = run_all.parse_args(argv)
+    vq, sd = run_all.configs(args, in_channels=1)
+    paths = {k: str(tmp_path / f"{k}.pt") for k in ("vq", "sdid")}
+    results = {}
+    run_all.fit_budget(args, {"vq": (vq, paths["vq"]), "sdid": (sd, paths["sdid"])}, (1, 28, 28), 60000, "cpu",
+                       dict(measured), results)
+    return vq.epochs, sd.epochs, results
+
+
+def test_training_budget_sets_the_epochs_from_measured_step_times(tmp_path):
+    # mnist's cpu recipe: 50 min, half per stage; 60,000 / 128 = 468 steps per epoch
+    vq_e, sd_e, res = _budget([], tmp_path, {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e) == (round(1500 / (0.25 * 468), 2), round(1500 / (0.5 * 468), 2)) == (12.82, 6.41)
+    assert res["budget"]["minutes"] == 50
+    vq_e, sd_e, _ = _budget(["--train-minutes", "10"], tmp_path, {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e) == (2.56, 1.28)                                 # the flag wins over the recipe
+    vq_e, sd_e, _ = _budget(["--sdid-epochs", "3"], tmp_path, {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e) == (12.82, 3)                                   # an epochs flag wins over the budget
+    vq_e, sd_e, res = _budget(["--train-minutes", "0"], tmp_path, {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e, res) == (7, 6, {})                              # 0: the preset's fixed epochs
+    vq_e, sd_e, res = _budget(["--dataset", "fmnist"], tmp_path, {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e, res) == (14, 3.5, {})                           # fmnist's recipe has fixed epochs
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--train-minutes", "-1"])
+
+
+def test_training_budget_keeps_a_started_stage_s_epochs(tmp_path):
+    # a checkpoint in --out (here the VQ-SVAE's) fixes that stage's epochs, so --resume and a rerun
+    # on a faster or slower machine still match it; the other stage is sized as usual
+    torch.save({"model": {}, "config": {"epochs": 9.5}, "step": 10, "done": False}, tmp_path / "vq.pt")
+    vq_e, sd_e, res = _budget([], tmp_path, {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e) == (9.5, 6.41) and "checkpoint" in res["budget"]["vq"]["why"]
 
 
 def test_figures_default_protects_the_committed_figures():

@@ -10,7 +10,8 @@ import torch.nn as nn
 from spikediff_min.data import load_arrays
 from spikediff_min.lif import LIF
 from spikediff_min.train import CheckpointMismatch, NonFiniteLoss, fit
-from spikediff_min.vqsvae import VQ_PRESETS, VQSVAE, VQSVAEConfig, config_from_preset, train_vqsvae
+from spikediff_min.vqsvae import (VQ_PRESETS, VQSVAE, VQSVAEConfig, config_from_preset, reconstruction_loss,
+                                 train_vqsvae)
 
 TINY = VQSVAEConfig(T=2, width=8, num_codes=16, code_dim=4)
 
@@ -271,3 +272,18 @@ def test_nonfinite_loss_keeps_last_checkpoint_and_resume_matches(tmp_path):
     for key in init:
         assert torch.allclose(model.state_dict()[key], ref.state_dict()[key], atol=1e-6), key
     assert torch.load(path, weights_only=True)["done"] is True
+
+
+def test_recon_loss_options_by_hand():
+    x = torch.tensor([[[[0.5, -0.5], [0.5, -0.5]]]])                  # [1, 1, 2, 2]
+    x_hat = torch.tensor([[[[0.3, -0.5], [0.5, 0.1]]]])
+    var = torch.tensor(0.25)
+    # paper: MSE / Var = (0.04 + 0.36) / 4 / 0.25; ours: L1 / Std = (0.2 + 0.6) / 4 / 0.5
+    assert torch.isclose(reconstruction_loss(x_hat, x, var, "mse"), torch.tensor(0.4))
+    assert torch.isclose(reconstruction_loss(x_hat, x, var, "l1"), torch.tensor(0.4))
+    assert VQ_PRESETS["paper"].recon_loss == VQ_PRESETS["cpu"].recon_loss == "mse"
+    with pytest.raises(ValueError, match="recon_loss"):
+        VQSVAE(replace(TINY, recon_loss="huber"))
+    out = VQSVAE(replace(TINY, recon_loss="l1"))(torch.rand(2, 1, 28, 28) - 0.5)
+    out["loss"].backward()                                             # trains: a finite loss with a gradient
+    assert torch.isfinite(out["recon"])
