@@ -18,7 +18,7 @@ import math
 import sys
 
 from . import data
-from .vqsvae import VQ_PRESETS
+from .vqsvae import RECON_LOSSES, VQ_PRESETS
 
 # The cpu preset's per-dataset recipes, sized to train in about an hour on the 2-core CPU.
 # fmnist: measured end to end (README). cifar10: sized from benchmarks/cifar_steps.json (3x32x32
@@ -160,7 +160,7 @@ def parse_args(argv=None, description=None):
     g.add_argument("--mid-blocks", type=number(int, 0, False),
                    help="ours, not the paper: spiking 3x3 Conv-BN-LIF blocks added at the 7x7 token grid in the "
                         "VQ-SVAE's encoder and decoder, for wider context per token (0 = the paper)")
-    g.add_argument("--recon-loss", choices=["mse", "l1"],
+    g.add_argument("--recon-loss", choices=RECON_LOSSES,
                    help="ours, not the paper: the VQ-SVAE decoder's loss, mse (the paper, default) or l1 "
                         "(scored worse: benchmarks/README.md)")
     g.add_argument("--dilations", type=POS_INT, nargs=5, metavar="D",
