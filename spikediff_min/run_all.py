@@ -130,14 +130,15 @@ def choose_amp(vq_cfg, sd_cfg, shape, device, flags, results, trained=None):
 
 
 def fit_budget(args, stages, shape, n_train, device, measured, results):
-    """--train-minutes (the mnist cpu recipe's 50): set the epochs of each stage that no --*-epochs
+    """--train-minutes (the mnist and fmnist cpu recipes' 50): set the epochs of each stage that no --*-epochs
     flag fixed so that it fills its share of the budget at its step time measured here (`measured`,
     filled in where choose_amp did not time it). A stage with a checkpoint in --out keeps the epochs
     it was started with, so a resumed or finished stage matches its checkpoint."""
-    minutes = options.with_recipe(args).train_minutes
+    full = options.with_recipe(args)
+    minutes, vq_share = full.train_minutes, full.vq_share or options.VQ_SHARE
     if not minutes:
         return
-    chosen = {"minutes": minutes, "vq_share": options.VQ_SHARE}
+    chosen = {"minutes": minutes, "vq_share": vq_share}
     for key, (cfg, path) in stages.items():
         if getattr(args, f"{key}_epochs") is not None:
             chosen[key] = {"epochs": cfg.epochs, "why": f"--{key}-epochs"}
@@ -145,7 +146,7 @@ def fit_budget(args, stages, shape, n_train, device, measured, results):
             cfg.epochs = read_checkpoint(path)["config"]["epochs"]
             chosen[key] = {"epochs": cfg.epochs, "why": f"its checkpoint {path}"}
         else:
-            share = options.VQ_SHARE if key == "vq" else 1 - options.VQ_SHARE
+            share = vq_share if key == "vq" else 1 - vq_share
             sec = measured.get(key) or plan.train_step_seconds(key, cfg, shape, device, repeats=5)
             measured[key] = sec
             cfg.epochs = plan.epochs_for(minutes * 60 * share, sec, max(1, n_train // cfg.batch_size))

@@ -61,11 +61,11 @@ def test_adv_weight_flag_reaches_the_vq_config_only_and_is_checked():
 
 def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist"]), in_channels=1)
-    assert (vq.T, vq.epochs, sd.T, sd.epochs, vq.amp) == (2, 14, 4, 3.5, False)   # VQ-SVAE in fp32
+    assert (vq.T, sd.T, vq.amp) == (2, 4, False)                      # VQ-SVAE at T=2, in fp32
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--amp", "on"]), in_channels=1)
     assert vq.amp is sd.amp is True                                    # --amp wins over the recipe
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--T", "4", "--vq-epochs", "3"]), 1)
-    assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 3, 4, 3.5)
+    assert (vq.T, vq.epochs, sd.T) == (4, 3, 4)
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "mnist"]), in_channels=1)
     assert (vq.T, vq.epochs, sd.T, sd.epochs) == (4, 7, 4, 6)          # MNIST: the preset's epochs, which
                                                                        # fit_budget replaces before training
@@ -95,9 +95,16 @@ def test_training_budget_sets_the_epochs_from_measured_step_times(tmp_path):
     vq_e, sd_e, res = _budget(["--train-minutes", "0"], tmp_path, {"vq": 0.25, "sdid": 0.5})
     assert (vq_e, sd_e, res) == (7, 6, {})                              # 0: the preset's fixed epochs
     vq_e, sd_e, res = _budget(["--dataset", "fmnist"], tmp_path, {"vq": 0.25, "sdid": 0.5})
-    assert (vq_e, sd_e, res) == (14, 3.5, {})                           # fmnist's recipe has fixed epochs
-    with pytest.raises(SystemExit):
-        run_all.parse_args(["--train-minutes", "-1"])
+    assert (vq_e, sd_e) == (round(2250 / (0.25 * 468), 2), round(750 / (0.5 * 468), 2)) == (19.23, 3.21)
+    assert res["budget"]["vq_share"] == 0.75                            # fmnist: 3/4 to its tokenizer
+    vq_e, sd_e, res = _budget(["--dataset", "fmnist", "--vq-share", "0.5"], tmp_path, {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e, res["budget"]["vq_share"]) == (12.82, 6.41, 0.5)   # the flag wins over the recipe
+    vq_e, sd_e, _ = _budget(["--dataset", "fmnist", "--preset", "smoke", "--train-minutes", "10"], tmp_path,
+                            {"vq": 0.25, "sdid": 0.5})
+    assert (vq_e, sd_e) == (1.28, 0.64)               # no recipe: half each (smoke: 937 steps per epoch)
+    for bad in (["--train-minutes", "-1"], ["--vq-share", "1"], ["--vq-share", "0"], ["--vq-share", "x"]):
+        with pytest.raises(SystemExit):
+            run_all.parse_args(bad)
 
 
 def test_training_budget_keeps_a_started_stage_s_epochs(tmp_path):
