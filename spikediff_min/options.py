@@ -48,7 +48,8 @@ FULL_TEMPERATURES = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, (1.0, 0.4)]
 # quality (CPU_RECIPES' fmnist note), and on an H200 these small networks gain only 1.04x from it
 BF16_MIN_SPEEDUP = 1.2
 # --train-minutes: the VQ-SVAE's share of the budget where neither --vq-share nor the recipe sets
-# one; the SDID gets the rest (the 7 + 6 epoch MNIST run spent 1,889 s and 1,745 s on them)
+# one; the SDID gets the rest (the 7 + 6 epoch MNIST run spent 1,889 s and 1,745 s on them). MNIST at 0.65
+# scored worse: FID-2k 27.03 against 20.95 (benchmarks/README.md)
 VQ_SHARE = 0.5
 FROM_RECIPE = "the cpu recipe for"      # amp_flags' reason for a choice the recipe made
 QUICK = dict(sampler="paper", fid_samples=2000, recon_fid_samples=2000)
@@ -175,6 +176,10 @@ def parse_args(argv=None, description=None):
     g.add_argument("--mid-blocks", type=number(int, 0, False),
                    help="ours, not the paper: spiking 3x3 Conv-BN-LIF blocks added at the 7x7 token grid in the "
                         "VQ-SVAE's encoder and decoder, for wider context per token (0 = the paper)")
+    g.add_argument("--dec-blocks", type=number(int, 0, False),
+                   help="ours, not the paper: spiking 3x3 Conv-BN-LIF blocks added to the VQ-SVAE's decoder after "
+                        "its first upsampling (14x14 for 28x28 images), each OR-joined with its input: more decoder "
+                        "capacity (0 = the paper; 1 scored far worse: benchmarks/README.md)")
     g.add_argument("--recon-loss", choices=RECON_LOSSES,
                    help="ours, not the paper: the VQ-SVAE decoder's loss, mse (the paper, default) or l1 "
                         "(scored worse: benchmarks/README.md)")

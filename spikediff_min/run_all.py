@@ -54,7 +54,8 @@ def configs(args, in_channels, amp=None):
                                     neuron=args.neuron).items() if v is not None}
     vq_only = {k: v for k, v in dict(T=args.vq_T, epochs=args.vq_epochs, code_dim=args.code_dim,
                                      width=args.width, adv_weight=args.adv_weight,
-                                     mid_blocks=args.mid_blocks, recon_loss=args.recon_loss,
+                                     mid_blocks=args.mid_blocks, dec_blocks=args.dec_blocks,
+                                     recon_loss=args.recon_loss,
                                      amp=amps["vq"]).items() if v is not None}
     vq = vq_config(args.preset, in_channels=in_channels, **{**common, **vq_only})
     sd_only = {k: v for k, v in dict(T=args.sdid_T, epochs=args.sdid_epochs, amp=amps["sdid"],

@@ -49,6 +49,10 @@ class VQSVAEConfig:
     adv_start: float = 0.2           # ours: share of the steps the critic trains alone before the term is on
     mid_blocks: int = 0              # ours: spiking 3x3 blocks at the token grid's resolution in the encoder
                                      # and the decoder (wider context per token); 0 = the paper
+    dec_blocks: int = 0              # ours: spiking 3x3 blocks in the decoder after its first upsampling
+                                     # (14x14 for MNIST), more decoder capacity; 0 = the paper
+    dec_residual: bool = True        # each such block's spikes OR its input's (SEW-ResNet's OR join):
+                                     # binary spikes, and the input passes through; False = a plain stack
     recon_loss: str = "mse"          # "mse" (paper): MSE / Var(x); ours: "l1", mean |x_hat - x| / Std(x),
                                      # whose optimum is the median pixel, not the mean: sharper strokes
     amp: bool = False                # bf16 autocast (spikes are exact in bf16)
@@ -95,12 +99,18 @@ class Decoder(nn.Module):
         n, c = cfg.mid_blocks, cfg.code_dim
         self.mid = nn.Sequential(*[ConvBNLIF(c if i == 0 else 2 * w, 2 * w, 3, 1, 1, **kw) for i in range(n)])
         self.up1 = ConvBNLIF(2 * w if n else c, 2 * w, 3, 2, 1, 1, transposed=True, **kw)
+        self.refine = nn.Sequential(*[ConvBNLIF(2 * w, 2 * w, 3, 1, 1, **kw) for _ in range(cfg.dec_blocks)])
         self.up2 = ConvBNLIF(2 * w, w, 3, 2, 1, 1, transposed=True, **kw)
         self.out = SeqToANN(nn.ConvTranspose2d(w, cfg.in_channels, 3, 1, 1))
+        self.residual = cfg.dec_residual
         self.readout_decay = cfg.readout_decay
 
     def forward(self, s):
-        s = self.up2(self.up1(self.mid(s)))                         # [T, B, w, H, W]
+        s = self.up1(self.mid(s))                                   # [T, B, 2w, H/2, W/2]
+        for block in self.refine:
+            b = block(s)
+            s = s + b - s * b if self.residual else b               # OR of two spike maps is a spike map
+        s = self.up2(s)                                             # [T, B, w, H, W]
         y = membrane_readout(self.out(s), self.readout_decay)       # [B, C, H, W]
         return torch.tanh(y)
 

@@ -57,6 +57,11 @@ def test_adv_weight_flag_reaches_the_vq_config_only_and_is_checked():
     assert (vq.recon_loss, run_all.configs(run_all.parse_args([]), 1)[0].recon_loss) == ("l1", "mse")
     with pytest.raises(SystemExit):
         run_all.parse_args(["--adv-weight", "-1"])
+    vq, sd = run_all.configs(run_all.parse_args(["--dec-blocks", "1"]), in_channels=1)
+    assert (vq.dec_blocks, run_all.configs(run_all.parse_args([]), 1)[0].dec_blocks) == (1, 0)
+    assert not hasattr(sd, "dec_blocks")
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--dec-blocks", "-1"])
 
 
 def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():

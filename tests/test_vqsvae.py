@@ -150,6 +150,36 @@ def test_mid_blocks_add_spiking_3x3_blocks_at_the_token_grid():
     assert VQSVAE(VQSVAEConfig(**old)).state_dict().keys() == VQSVAE(VQSVAEConfig(T=2, width=8)).state_dict().keys()
 
 
+def test_dec_blocks_add_spiking_3x3_blocks_after_the_first_upsampling():
+    cfg = VQSVAEConfig(T=2, width=8, num_codes=16, code_dim=4, dec_blocks=2)
+    m = VQSVAE(cfg)
+    r = m.decoder.refine
+    assert [(b.conv.in_channels, b.conv.out_channels) for b in r] == [(16, 16), (16, 16)]    # 2w -> 2w
+    assert all(b.conv.kernel_size == (3, 3) and b.conv.stride == (1, 1) for b in r)
+    assert m.decoder.up2.conv.in_channels == 16
+    s = m.decoder.up1(torch.rand(2, 2, 4, 7, 7).round())            # [T, B, D, 7, 7] spikes
+    assert r(s).shape == (2, 2, 16, 14, 14)                         # the 14x14 grid, spikes in and out
+    assert set(r(s).unique().tolist()) <= {0.0, 1.0}
+    x = torch.rand(2, 1, 28, 28) - 0.5
+    assert m(x)["x_hat"].shape == x.shape and m.encode(x).shape == (2, 7, 7)
+    assert sum(isinstance(x, LIF) for x in m.modules()) == 6 + 2
+    # the OR join (dec_residual, default): every input spike passes, the block's spikes are added
+    b = r[0](s)
+    joined = s + b - s * b
+    assert set(joined.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(joined, torch.maximum(s, b)) and (joined >= s).all()
+    m1 = VQSVAE(VQSVAEConfig(T=2, width=8, num_codes=16, code_dim=4, dec_blocks=1))
+    m0 = VQSVAE(VQSVAEConfig(T=2, width=8, num_codes=16, code_dim=4, dec_blocks=1, dec_residual=False))
+    m0.load_state_dict(m1.state_dict())
+    z = torch.rand(2, 2, 4, 7, 7).round()                           # train mode: batch statistics make spikes
+    assert m1.decoder.up1(z).sum() > 0
+    assert not torch.equal(m0.decoder(z), m1.decoder(z))           # the join changes the output
+    # 0 is the paper, and a checkpoint saved before the option existed builds the same network
+    assert VQ_PRESETS["paper"].dec_blocks == 0 and VQ_PRESETS["cpu"].dec_blocks == 0
+    old = {k: v for k, v in vars(VQSVAEConfig(T=2, width=8)).items() if k not in ("dec_blocks", "dec_residual")}
+    assert VQSVAE(VQSVAEConfig(**old)).state_dict().keys() == VQSVAE(VQSVAEConfig(T=2, width=8)).state_dict().keys()
+
+
 def test_ann_twin_relu_t1():
     torch.manual_seed(0)
     cfg = VQSVAEConfig(T=1, width=8, num_codes=16, code_dim=4, neuron="relu")
