@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from spikediff_min import calibrate, data, fid, hardware
+from spikediff_min import calibrate, data, fid, hardware, options
 from spikediff_min.evaluate import encode_all, decode_all, load_run
 from spikediff_min.train import pick_device
 
@@ -41,8 +41,8 @@ def main(argv=None):
     test, _ = data.load_arrays(a.dataset, "test", root=a.data_root)
     recon = lambda x: decode_all(vq, encode_all(vq, x, device), device)
     lut = calibrate.fit(recon(train[:a.fit_n]), train[:a.fit_n])
-    real = fid.real_statistics(a.dataset, "test", root=a.data_root, device=device)
-    score = lambda im: float(fid.frechet_distance(*fid.statistics(fid.inception_features(im, device=device)), *real))
+    score = lambda im: float(fid.fid(im, a.dataset, root=a.data_root, device=device))
+    real_black = float((test == 0).mean())
     sets = {"reconstruction": recon(test[:a.n])}
     if a.samples:
         with np.load(a.samples) as z:
@@ -52,12 +52,13 @@ def main(argv=None):
         for cal in (False, True):
             x = calibrate.apply(im, lut) if cal else im
             rows.append({"what": what, "calibrated": cal, "n": len(x), "fid": score(x),
-                         "black_share": float((x == 0).mean()), "real_black_share": float((test == 0).mean())})
-            print(f"{what:15s} calibrated={cal!s:5s} FID-{len(x) // 1000}k {rows[-1]['fid']:7.2f}  "
+                         "black_share": float((x == 0).mean()), "real_black_share": real_black,
+                         **({"lut": lut.tolist()} if cal else {})})       # the table a row used
+            print(f"{what:15s} calibrated={cal!s:5s} {options.fid_label(len(x))} {rows[-1]['fid']:7.2f}  "
                   f"black pixels {rows[-1]['black_share']:.3f} (real {rows[-1]['real_black_share']:.3f})", flush=True)
     old = json.load(open(a.json)) if os.path.exists(a.json) else {}
     old.setdefault(a.run, []).extend({**r, "dataset": a.dataset, "fit_n": a.fit_n, "samples_file": a.samples,
-                                      "lut": lut.tolist(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                                      "date": time.strftime("%Y-%m-%d %H:%M"),
                                       "machine": hardware.describe(device), "torch": torch.__version__}
                                      for r in rows)
     with open(a.json, "w") as f:
