@@ -46,7 +46,7 @@ def main(argv=None):
     sets = {"reconstruction": recon(test[:a.n])}
     if a.samples:
         with np.load(a.samples) as z:
-            sets["samples"] = z["images"][:a.n]
+            sets["samples"] = (z["raw"] if "raw" in z.files else z["images"])[:a.n]   # uncalibrated: it calibrates itself
     rows = []
     for what, im in sets.items():
         for cal in (False, True):

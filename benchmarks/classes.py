@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spikediff_min import data, hardware, options
+from spikediff_min import calibrate, data, hardware, options
 from spikediff_min.train import atomic_save, pick_device
 
 FACTOR = 1.5          # target: every class within this factor of its real share
@@ -97,16 +97,22 @@ def generated_images(args, device):
         return
     from spikediff_min.evaluate import generate, load_run
     models = load_run(args.run, device)
+    lut_path = os.path.join(args.run, "calibration.npz")      # run_all --calibrate's table, if it fitted one
+    lut = np.load(lut_path)["lut"] if os.path.exists(lut_path) else None
     for temp in args.temperature:
         images, _ = generate(models[1], models[0], args.n, temp, args.sampler, 12, device, seed=args.seed)
-        yield images, f"{args.run} ({args.sampler} sampler, temperature {temp}, seed {args.seed})"
+        yield (images if lut is None else calibrate.apply(images, lut)), \
+            f"{args.run} ({args.sampler} sampler, temperature {temp}, seed {args.seed}" \
+            f"{', calibrated' if lut is not None else ''})"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fmnist", "kmnist"], help="10-class datasets")
-    p.add_argument("--samples", help="an .npz with uint8 'images' [N, C, H, W] (run_all's samples.npz)")
-    p.add_argument("--run", help="or a run folder with vq.pt and sdid.pt: generate --n images first")
+    p.add_argument("--samples", help="an .npz with uint8 'images' [N, C, H, W] (run_all's samples.npz: the images as shown, "
+                        "calibrated with --calibrate)")
+    p.add_argument("--run", help="or a run folder with vq.pt and sdid.pt: generate --n images first (through its "
+                        "calibration.npz when there is one)")
     p.add_argument("--n", type=int, default=10000, help="generated images to label (default 10000)")
     p.add_argument("--sampler", default="paper", choices=["paper", "maskgit"], help="with --run")
     p.add_argument("--temperature", type=options.temperature, nargs="+",

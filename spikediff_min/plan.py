@@ -154,8 +154,9 @@ def stage_rows(args, vq_cfg, sd_cfg, shape, n_train, n_test, progress, device, m
     time already measured with the stage's config (pick_amp's), which is then not measured again."""
     rows = []
     for key, name, cfg in (("vq", "VQ-SVAE", vq_cfg), ("sdid", "SDID", sd_cfg)):
-        total = max(1, round(cfg.epochs * max(1, n_train // cfg.batch_size)))
         done, finished = progress[key]
+        # a finished checkpoint knows its steps; n_train may then be a stand-in (run_all loads the test split)
+        total = done if finished else max(1, round(cfg.epochs * max(1, n_train // cfg.batch_size)))
         what = (f"T={cfg.T}, batch {cfg.batch_size}, {cfg.epochs:g} epochs = {total} steps, "
                 f"{'bf16' if cfg.amp else 'fp32'}")
         if finished:

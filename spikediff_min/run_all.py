@@ -12,11 +12,14 @@ in --out (a killed run continues from its last periodic checkpoint with --resume
 3. train the SDID (out/sdid.pt)          4. evaluate: reconstructions, FID (on a CPU: FID-2k at
    the dataset's temperature; --full-eval, the default on CUDA: a sweep of both samplers, FID-10k
    and FID-1280), samples (out/samples.npz), energy per image (SPEC section 8), figures and
-   results.json. Finished measurements go to out/eval_progress.json as they land, so a stopped
+   results.json. With --calibrate (ours; default except for the paper preset) decoded pixels go
+   through a lookup table fitted on training reconstructions (calibrate.py, out/calibration.npz)
+   and FIDs are reported with it and, as the ablation, without it. Finished measurements go to out/eval_progress.json as they land, so a stopped
    evaluation rerun on the same checkpoints keeps them instead of recomputing (EvalProgress).
 A fault (missing or corrupt file, unavailable device, bad flag, full disk) ends in one line naming
 the problem, the file and the fix (errors.py); --debug shows the traceback.
 """
+import hashlib
 import json
 import os
 import platform
@@ -28,9 +31,9 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from spikediff_min import data, errors, fid, hardware, options, plan, plot
+from spikediff_min import calibrate, data, errors, fid, hardware, options, plan, plot
 from spikediff_min.energy import E_AC_PJ, E_MAC_PJ, energy_per_generated_image, energy_per_reconstruction
-from spikediff_min.evaluate import encode_all, generate, reconstruction_metrics
+from spikediff_min.evaluate import decode_all, encode_all, generate, reconstruction_metrics
 from spikediff_min.options import CPU_RECIPES, fid_label  # noqa: F401  (CPU_RECIPES: the recipes, for readers)
 from spikediff_min.sdid import train_sdid
 from spikediff_min.sdid import config_from_preset as sdid_config
@@ -200,6 +203,40 @@ def train_stages(args, device, out, info, amp_flags, results):
     return vq, sdid, {"VQ-SVAE": vq_hist, "SDID": sd_hist}, rows
 
 
+def file_stamp(path):
+    """[size, mtime_ns] of path: a file rewritten since has another stamp."""
+    return [os.path.getsize(path), os.stat(path).st_mtime_ns]
+
+
+def calibration(args, vq, device, out):
+    """--calibrate's lookup table (calibrate.py) for the VQ-SVAE in out/vq.pt, uint8 [C, 256]: fitted on
+    the reconstructions of the first --calibrate-n training images, kept in out/calibration.npz and
+    reused while vq.pt and --calibrate-n are unchanged."""
+    path = os.path.join(out, "calibration.npz")
+    stamp = np.array(file_stamp(os.path.join(out, "vq.pt")) + [args.calibrate_n], np.int64)
+    try:
+        with np.load(path) as z:
+            if np.array_equal(z["stamp"], stamp):
+                return z["lut"]
+    except Exception:                                  # none yet, truncated or foreign: fit it again
+        pass
+    x, _ = data.load_arrays(args.dataset, "train", root=args.data_root)
+    x = x[:args.calibrate_n]
+    t0 = time.time()
+    lut = calibrate.fit(decode_all(vq, encode_all(vq, x, device), device), x)   # uint8 [C, 256]
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, lut=lut, stamp=stamp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"calibration: lookup table fitted on {len(x)} training reconstructions in {time.time() - t0:.0f} s "
+          f"({path})", flush=True)
+    return lut
+
+
 class EvalProgress:
     """out/eval_progress.json: the finished measurements of an evaluation, so a stopped one loses
     nothing. A rerun on the same checkpoints (size and mtime of vq.pt and sdid.pt), device, seed and
@@ -208,7 +245,7 @@ class EvalProgress:
     so a kept measurement is the one a rerun would make."""
 
     def __init__(self, args, out, device, n_real):
-        stamp = lambda name: [os.path.getsize(os.path.join(out, name)), os.stat(os.path.join(out, name)).st_mtime_ns]
+        stamp = lambda name: file_stamp(os.path.join(out, name))
         self.path = os.path.join(out, "eval_progress.json")
         self.key = {"vq": stamp("vq.pt"), "sdid": stamp("sdid.pt"), "dataset": args.dataset, "device": str(device),
                     "seed": args.seed, "n_real": n_real, "maskgit_steps": args.maskgit_steps}
@@ -230,67 +267,88 @@ class EvalProgress:
         write_json(self.state, self.path)
 
     def samples(self, **what):
-        """The stored headline samples (uint8 [N, C, H, W]) made with `what`, or None."""
+        """The stored headline samples made with `what` as (the sampler's uint8 [N, C, H, W], the
+        images shown: calibrated or the same), or (None, None)."""
         if self.get("samples", **what) is None:
-            return None
+            return None, None
         try:
             with np.load(self.samples_path) as z:
-                images = z["images"]
+                shown = z["images"]
+                raw = z["raw"] if "raw" in z.files else shown
         except Exception:                                  # missing, truncated (BadZipFile) or foreign: remake
-            return None
-        return images if len(images) == what["n"] else None
+            return None, None
+        return (raw, shown) if len(raw) == what["n"] else (None, None)
 
-    def save_samples(self, images, secs, **what):
-        """out/samples.npz (one set: the record of the set it replaces goes first) and its record."""
+    def save_samples(self, raw, shown, secs, **what):
+        """out/samples.npz: 'images', the samples as shown and scored (calibrated with --calibrate),
+        and 'raw', the sampler's output before calibration when they differ. One set: the record of
+        the set it replaces goes first."""
         self.state["samples"] = []
         write_json(self.state, self.path)
         tmp = f"{self.samples_path}.tmp{os.getpid()}"
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, images=images)
+            np.savez_compressed(f, images=shown, **({} if shown is raw else {"raw": raw}))
         os.replace(tmp, self.samples_path)
         self.put("samples", secs, **what)
 
 
 def evaluate(args, vq, sdid, device, out, figs, results, rows):
     """Stage 4: reconstructions, then (FID on) a sweep if there is more than one setting, the
-    headline FID (labelled by its sample count: FID-2k, FID-10k) and, with --full-eval, FID-1280."""
+    headline FID (labelled by its sample count: FID-2k, FID-10k) and, with --full-eval, FID-1280.
+    With --calibrate every image shown or scored goes through the lookup table first; the
+    reconstruction FID and the headline samples' first 2,000 are also scored without it."""
     announce(rows, "eval")
     x_test, _ = data.load_arrays(args.dataset, "test", root=args.data_root)
-    rec, recon = reconstruction_metrics(vq, x_test, device)
+    rec, recon_raw = reconstruction_metrics(vq, x_test, device)       # mse, ssim: the decoder's own output
+    lut = calibration(args, vq, device, out) if args.calibrate else None
+    look = (lambda im: calibrate.apply(im, lut)) if lut is not None else (lambda im: im)
+    cal = {"calibrated": hashlib.sha1(lut.tobytes()).hexdigest()[:12]} if lut is not None else {}
+    recon = look(recon_raw)
     plot.reconstructions(x_test, recon, path=os.path.join(figs, "reconstructions.png"))
-    results["reconstruction"] = rec
+    results["reconstruction"], results["calibrated"] = rec, lut is not None
     samplers = ["paper", "maskgit"] if args.sampler == "both" else [args.sampler]
     gen = lambda n, temp, s, seed: generate(sdid, vq, n, temp, s, args.maskgit_steps, device, seed=seed)
     if args.fid_samples <= 0:
         images, secs = gen(100, args.temperatures[0], samplers[0], args.seed)
-        plot.image_grid(images, path=os.path.join(figs, "samples.png"))
+        plot.image_grid(look(images), path=os.path.join(figs, "samples.png"))
         return results
     n_real = args.fid_real or len(x_test)
     n_recon = min(args.recon_fid_samples or n_real, len(x_test))
     score = lambda feats: fid.frechet_distance(*fid.statistics(feats), *real)
     kept = EvalProgress(args, out, device, n_real)
     note = " (kept from an earlier evaluation of these checkpoints: eval_progress.json)"
+
+    def scored(kind, images, **what):
+        """(FID of images, kept?): the stored value of (kind, what), else computed and stored."""
+        old = kept.get(kind, **what)
+        if old:
+            return old["value"], True
+        value = score(fid.inception_features(images, device=device))
+        kept.put(kind, value, **what)
+        return value, False
+
     try:
         real = fid.real_statistics(args.dataset, "test", n=args.fid_real, root=args.data_root, device=device)
-        old = kept.get("recon", n=n_recon)
-        rec["fid"] = old["value"] if old else score(fid.inception_features(recon[:n_recon], device=device))
-        if not old:
-            kept.put("recon", rec["fid"], n=n_recon)
+        rec["fid"], old = scored("recon", recon[:n_recon], n=n_recon, **cal)
         rec["fid_n"], rec["fid_label"] = n_recon, fid_label(n_recon)
-        print(f"reconstruction {fid_label(n_recon)} ({n_recon} reconstructed test images vs {n_real} real): "
-              f"{rec['fid']:.2f}{note if old else ''}")
+        print(f"reconstruction {fid_label(n_recon)} ({n_recon} reconstructed test images vs {n_real} real"
+              f"{', calibrated' if cal else ''}): {rec['fid']:.2f}{note if old else ''}")
+        if cal:
+            rec["fid_uncalibrated"], old = scored("recon", recon_raw[:n_recon], n=n_recon)
+            print(f"reconstruction {fid_label(n_recon)} without calibration: {rec['fid_uncalibrated']:.2f}"
+                  f"{note if old else ''}")
         sweep = []
         settings = options.sweep_settings(samplers, args.temperatures)
         for s, temp in settings if len(settings) > 1 else ():      # one setting: nothing to choose
-            what = dict(sampler=s, temperature=temp, n=args.sweep_samples)
+            what = dict(sampler=s, temperature=temp, n=args.sweep_samples, **cal)
             old = kept.get("sweep", **what)
             if old:
                 row = old["value"]
             else:
                 images, secs = gen(args.sweep_samples, temp, s, args.seed + 1)
-                row = {"sampler": s, "temperature": temp, "fid": score(fid.inception_features(images, device=device)),
-                       "n": args.sweep_samples, "fid_label": fid_label(args.sweep_samples),
-                       "images_per_s": args.sweep_samples / secs}
+                row = {"sampler": s, "temperature": temp, "n": args.sweep_samples,
+                       "fid": score(fid.inception_features(look(images), device=device)),
+                       "fid_label": fid_label(args.sweep_samples), "images_per_s": args.sweep_samples / secs}
                 kept.put("sweep", row, **what)
             sweep.append(dict(row, temperature=temp))
             print(f"sweep: {s} sampler, temperature {temp}: {fid_label(args.sweep_samples)} {row['fid']:.2f}"
@@ -299,24 +357,47 @@ def evaluate(args, vq, sdid, device, out, figs, results, rows):
         best = min(sweep, key=lambda r: r["fid"]) if sweep else {"sampler": samplers[0],
                                                                    "temperature": args.temperatures[0]}
         what = dict(sampler=best["sampler"], temperature=best["temperature"], n=args.fid_samples)
-        images = kept.samples(**what)
-        if images is None:
-            images, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
-            kept.save_samples(images, secs, **what)
+        raw, shown = kept.samples(**what)
+        if raw is None:
+            raw, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
+            kept.save_samples(raw, look(raw), secs, **what)
         else:
             secs = kept.get("samples", **what)["value"]
+            if not np.array_equal(shown, look(raw)):            # kept samples, shown with another table
+                kept.save_samples(raw, look(raw), secs, **what)
             print(f"{args.fid_samples} samples{note.replace('eval_progress.json', 'samples.npz')}")
-        feats = fid.inception_features(images, device=device)
+        images = look(raw)
+        full = args.full_eval and args.fid_samples >= 1280 and n_real >= 1280    # the paper's protocol
+        n_ab = min(args.fid_samples, 2000)                  # the calibration ablation's sample count
+        old = kept.get("fid", **what, **cal)
+        if old:
+            scores = old["value"]
+        else:
+            feats = fid.inception_features(images, device=device)
+            scores = {"fid": score(feats)}
+            if full:
+                real_1280 = fid.real_statistics(args.dataset, "test", n=1280, root=args.data_root, device=device)
+                scores["fid_1280"] = fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280)
+            if cal:                                         # the same first n_ab samples, with and without
+                scores["calibrated_first"] = score(feats[:n_ab])
+                scores["uncalibrated_first"] = score(fid.inception_features(raw[:n_ab], device=device))
+            kept.put("fid", scores, **what, **cal)
         results.update({
-            "sampler": best["sampler"], "best_temperature": best["temperature"], "fid": score(feats),
+            "sampler": best["sampler"], "best_temperature": best["temperature"], "fid": scores["fid"],
             "fid_label": fid_label(args.fid_samples), "fid_samples": args.fid_samples, "fid_real": n_real,
             "sampling": {"seconds": secs, "images": args.fid_samples, "images_per_s": args.fid_samples / secs,
                          "device": str(device)}})
+        if "fid_1280" in scores:
+            results["fid_1280"] = scores["fid_1280"]
         print(f"{fid_label(args.fid_samples)} ({args.fid_samples} samples vs {n_real} real test images, "
-              f"{best['sampler']} sampler, temperature {best['temperature']}): {results['fid']:.2f}")
-        if args.full_eval and args.fid_samples >= 1280 and n_real >= 1280:   # the paper's protocol
-            real_1280 = fid.real_statistics(args.dataset, "test", n=1280, root=args.data_root, device=device)
-            results["fid_1280"] = fid.frechet_distance(*fid.statistics(feats[:1280]), *real_1280)
+              f"{best['sampler']} sampler, temperature {best['temperature']}{', calibrated' if cal else ''}): "
+              f"{results['fid']:.2f}{note if old else ''}")
+        if cal:
+            results["calibration_ablation"] = {
+                "n": n_ab, "fid_label": fid_label(n_ab), "calibrated": scores["calibrated_first"],
+                "uncalibrated": scores["uncalibrated_first"]}
+            print(f"the first {n_ab} samples, {fid_label(n_ab)}: calibrated {scores['calibrated_first']:.2f}, "
+                  f"without calibration {scores['uncalibrated_first']:.2f}")
         for s in samplers if sweep else ():
             picked = [r for r in sweep if r["sampler"] == s and not isinstance(r["temperature"], tuple)]
             if len(picked) > 1:                                       # a curve needs two points
@@ -324,7 +405,7 @@ def evaluate(args, vq, sdid, device, out, figs, results, rows):
                                         path=os.path.join(figs, f"fid_vs_temperature_{s}.png"))
     except fid.FIDUnavailable as e:
         print(f"warning: FID skipped: {errors.one_line(e)}")
-        images, secs = gen(100, args.temperatures[0], samplers[0], args.seed)
+        images = look(gen(100, args.temperatures[0], samplers[0], args.seed)[0])
     plot.image_grid(images[:100], path=os.path.join(figs, "samples.png"))
     return results
 
@@ -344,6 +425,7 @@ def energy(args, vq, sdid, device, figs, results):
         plot.bars(list(rates), list(rates.values()), "input firing rate", f"{args.dataset}: input firing rates",
                   path=os.path.join(figs, "firing_rates.png"))
     results["energy"] = {"costs_pJ": {"MAC": E_MAC_PJ, "SOP": E_AC_PJ}, "firing_rates": rates,
+                         "calibration": "a table lookup per output pixel: no MAC or SOP, not counted",
                          "reconstruction": {k: v for k, v in rec.items() if k != "layers"},
                          "generation": {k: v for k, v in gen.items() if k != "layers"}}
     print(f"energy per image: reconstruction {rec['energy_uJ']:.3f} uJ, generation {gen['energy_uJ']:.2f} uJ "

@@ -93,3 +93,17 @@ def test_amp_flags_stage_flag_then_recipe_then_amp():
     assert flags("--dataset", "fmnist", "--amp", "on") == {"vq": (True, "--amp"), "sdid": (True, "--amp")}
     assert flags("--dataset", "fmnist", "--amp", "off", "--vq-amp", "on")["vq"] == (True, "--vq-amp")
     assert flags("--sdid-amp", "off") == {"vq": (None, None), "sdid": (False, "--sdid-amp")}
+
+
+def test_plan_of_a_finished_stage_counts_its_checkpoint_steps():
+    # run_all loads only the 10,000-image test split once both stages are done: the plan must then
+    # report the steps the checkpoint took (6093 here), not 13.02 epochs of that smaller stand-in
+    from spikediff_min import options, plan
+    from spikediff_min.run_all import configs
+    args = options.resolve_eval(options.parse_args(["--fid-samples", "0"]), torch.device("cpu"))
+    vq, sd = configs(args, 1)
+    vq.epochs, sd.epochs = 13.02, 15.59
+    rows = plan.stage_rows(args, vq, sd, (1, 28, 28), 10000, 10000,
+                           {"vq": (6093, True), "sdid": (7296, True)}, "cpu")
+    assert "13.02 epochs = 6093 steps" in rows[0][1] and "finished" in rows[0][1] and rows[0][2] == 0
+    assert "15.59 epochs = 7296 steps" in rows[1][1]

@@ -3,6 +3,8 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -258,3 +260,38 @@ def test_load_run_rebuilds_the_trained_models(smoke_run, tmp_path):
     os.remove(run / "vq.pt")
     with pytest.raises(CheckpointMismatch, match="does not exist"):
         load_run(run)
+
+
+def test_calibrate_defaults_on_except_for_the_paper_preset_and_the_flag_wins():
+    cpu = torch.device("cpu")
+    on = lambda argv: run_all.options.resolve_eval(run_all.parse_args(argv), cpu).calibrate
+    assert on([]) and on(["--preset", "smoke"]) and not on(["--preset", "paper"])
+    assert not on(["--no-calibrate"]) and on(["--preset", "paper", "--calibrate"])
+
+
+def test_calibration_table_is_fitted_kept_and_refitted(smoke_run, tmp_path):
+    """out/calibration.npz: the table run_all fitted (monotone, one row per channel) is reused while
+    vq.pt is unchanged and refitted when it changes; samples.npz holds the calibrated images shown
+    and the sampler's raw ones; results say calibrated and carry the uncalibrated FIDs."""
+    from spikediff_min import calibrate
+    out, args, results = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(out / "run", run)
+    z = dict(np.load(run / "calibration.npz"))
+    assert z["lut"].shape == (1, 256) and z["lut"].dtype.name == "uint8"
+    assert (z["lut"][0, 1:] >= z["lut"][0, :-1]).all()                      # monotone
+    assert results["calibrated"] is True
+    parsed = run_all.options.resolve_eval(run_all.parse_args(args + ["--out", str(run)]), torch.device("cpu"))
+    mtime = os.stat(run / "calibration.npz").st_mtime_ns
+    from spikediff_min.evaluate import load_run
+    vq, _ = load_run(run, amp=False)
+    assert (run_all.calibration(parsed, vq, "cpu", str(run)) == z["lut"]).all()
+    assert os.stat(run / "calibration.npz").st_mtime_ns == mtime            # kept, not refitted
+    os.utime(run / "vq.pt")                                                   # "retrained": fit again
+    run_all.calibration(parsed, vq, "cpu", str(run))
+    assert os.stat(run / "calibration.npz").st_mtime_ns != mtime
+    if has_inception():
+        with np.load(out / "run" / "samples.npz") as s:
+            assert (s["images"] == calibrate.apply(s["raw"], z["lut"])).all()
+        assert results["reconstruction"]["fid_uncalibrated"] > 0
+        assert set(results["calibration_ablation"]) >= {"calibrated", "uncalibrated", "n"}
