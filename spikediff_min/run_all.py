@@ -186,7 +186,7 @@ def train_stages(args, device, out, info, amp_flags, results):
 
     announce(rows, "VQ-SVAE")
     vq, vq_hist = train_vqsvae(vq_cfg, x_train, vq_path, device, args.seed, meta, **kw)
-    info.setdefault("vq", {"seconds": vq_hist.get("seconds"), "device": str(device)})
+    stage_info(info, "vq", vq_hist, device, progress["vq"][1], results)
     tokens = torch.zeros(1, 1, 1, dtype=torch.long)            # placeholder when the SDID is finished
     if not progress["sdid"][1]:
         if os.path.exists(tok_path):
@@ -199,8 +199,17 @@ def train_stages(args, device, out, info, amp_flags, results):
             info["encode"] = {"seconds": time.time() - t0, "device": str(device)}
     announce(rows, "SDID")
     sdid, sd_hist = train_sdid(sd_cfg, tokens, sd_path, device, args.seed, meta, **kw)
-    info.setdefault("sdid", {"seconds": sd_hist.get("seconds"), "device": str(device)})
+    stage_info(info, "sdid", sd_hist, device, progress["sdid"][1], results)
     return vq, sdid, {"VQ-SVAE": vq_hist, "SDID": sd_hist}, rows
+
+
+def stage_info(info, key, hist, device, finished, results):
+    """train_info.json's row for a stage: its seconds and device and, when it trained in this run, the
+    bf16 and budget decisions with the step times they measured; a later run that only evaluates the
+    finished checkpoint reports "finished checkpoint" in results' amp and budget, and these here."""
+    row = info.setdefault(key, {"seconds": hist.get("seconds"), "device": str(device)})
+    if not finished:
+        row.update({k: results[k][key] for k in ("amp", "budget") if key in results.get(k, {})})
 
 
 def file_stamp(path):

