@@ -67,6 +67,18 @@ def configs(args, in_channels, amp=None):
     return vq, sd
 
 
+def write_npz(path, compressed=False, **arrays):
+    """numpy arrays to path (.npz) via a temp file + rename: a reader sees the old file or the new one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_json(obj, path):
     """json to path via a temp file + rename (a full disk never truncates the old file)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -233,14 +245,7 @@ def calibration(args, vq, device, out):
     x = x[:args.calibrate_n]
     t0 = time.time()
     lut = calibrate.fit(decode_all(vq, encode_all(vq, x, device), device), x)   # uint8 [C, 256]
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, lut=lut, stamp=stamp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_npz(path, lut=lut, stamp=stamp)
     print(f"calibration: lookup table fitted on {len(x)} training reconstructions in {time.time() - t0:.0f} s "
           f"({path})", flush=True)
     return lut
@@ -294,10 +299,7 @@ class EvalProgress:
         the set it replaces goes first."""
         self.state["samples"] = []
         write_json(self.state, self.path)
-        tmp = f"{self.samples_path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, images=shown, **({} if shown is raw else {"raw": raw}))
-        os.replace(tmp, self.samples_path)
+        write_npz(self.samples_path, compressed=True, images=shown, **({} if shown is raw else {"raw": raw}))
         self.put("samples", secs, **what)
 
 
@@ -367,15 +369,15 @@ def evaluate(args, vq, sdid, device, out, figs, results, rows):
                                                                    "temperature": args.temperatures[0]}
         what = dict(sampler=best["sampler"], temperature=best["temperature"], n=args.fid_samples)
         raw, shown = kept.samples(**what)
-        if raw is None:
+        fresh = raw is None
+        if fresh:
             raw, secs = gen(args.fid_samples, best["temperature"], best["sampler"], args.seed + 2)
-            kept.save_samples(raw, look(raw), secs, **what)
         else:
             secs = kept.get("samples", **what)["value"]
-            if not np.array_equal(shown, look(raw)):            # kept samples, shown with another table
-                kept.save_samples(raw, look(raw), secs, **what)
             print(f"{args.fid_samples} samples{note.replace('eval_progress.json', 'samples.npz')}")
         images = look(raw)
+        if fresh or not np.array_equal(shown, images):          # new, or kept but shown with another table
+            kept.save_samples(raw, images, secs, **what)
         full = args.full_eval and args.fid_samples >= 1280 and n_real >= 1280    # the paper's protocol
         n_ab = min(args.fid_samples, 2000)                  # the calibration ablation's sample count
         old = kept.get("fid", **what, **cal)
