@@ -18,35 +18,55 @@ one table lookup per pixel: no synaptic operation, like the decoder's tanh it fo
 decoder is unchanged, so generation stays fully spiking up to the analog readout.
 
     lut = fit(decoded_train_uint8, real_train_uint8)      # uint8 [C, 256]
+    lut = fit(decoded, real, per_pixel=True)              # uint8 [C, H, W, 256]: one table per position
     images = apply(decoded_uint8, lut)                    # same shape, uint8
 """
 import numpy as np
 
 
-def fit(decoded, real):
+def _match(counts, real_sorted):
+    """Histogram matching for a batch of independent channels: counts float [P, 256] of decoded levels,
+    real_sorted uint8 [M, P] (each column sorted) -> lut uint8 [P, 256]."""
+    below = np.concatenate([np.zeros((len(counts), 1)), np.cumsum(counts, 1)[:, :-1]], 1)   # pixels < v
+    cdf = (below + counts / 2) / counts.sum(1, keepdims=True)                          # mid-rank F(v)
+    q = np.round(cdf * (len(real_sorted) - 1)).astype(np.int64)                      # a valid row index
+    return np.take_along_axis(real_sorted, q.T, 0).T                                  # monotone in v
+
+
+def fit(decoded, real, per_pixel=False):
     """uint8 [N, C, H, W] decoded (reconstructed) training images and uint8 [M, C, H, W] real ones
-    -> lut uint8 [C, 256]: level v of channel c maps to lut[c, v]."""
+    -> lut uint8 [C, 256]: level v of channel c maps to lut[c, v]. per_pixel=True (ours, an
+    ablation in benchmarks/calibration.py): one table per pixel position, lut uint8 [C, H, W, 256],
+    the same matching done on each position's own N decoded and M real values."""
     decoded, real = np.asarray(decoded), np.asarray(real)
     for name, a in (("decoded", decoded), ("real", real)):
         if a.dtype != np.uint8 or a.ndim != 4:
             raise ValueError(f"{name} must be uint8 images [N, C, H, W], got {a.dtype} {a.shape}")
     if decoded.shape[1] != real.shape[1]:
         raise ValueError(f"channel counts differ: decoded {decoded.shape[1]}, real {real.shape[1]}")
-    lut = np.empty((decoded.shape[1], 256), np.uint8)
-    for c in range(decoded.shape[1]):
-        counts = np.bincount(decoded[:, c].ravel(), minlength=256).astype(np.float64)
-        below = np.concatenate([[0.0], np.cumsum(counts)[:-1]])           # pixels < v
-        cdf = (below + counts / 2) / counts.sum()                         # mid-rank F(v), [256]
-        real_sorted = np.sort(real[:, c].ravel())
-        q = np.round(cdf * (len(real_sorted) - 1)).astype(np.int64)      # cdf in [0, 1]: a valid index
-        lut[c] = real_sorted[q]                                           # monotone in v
-    return lut
+    if per_pixel and decoded.shape[2:] != real.shape[2:]:
+        raise ValueError(f"a per-pixel table needs one image size: decoded {decoded.shape[2:]}, real {real.shape[2:]}")
+    N, C = decoded.shape[:2]
+    if per_pixel:
+        d, r = decoded.reshape(N, -1), real.reshape(len(real), -1)          # [N, P], P = C*H*W
+    else:
+        d = decoded.transpose(0, 2, 3, 1).reshape(-1, C)                     # [N*H*W, C]
+        r = real.transpose(0, 2, 3, 1).reshape(-1, C)
+    P = d.shape[1]
+    counts = np.bincount((np.arange(P) * 256 + d.astype(np.int64)).ravel(), minlength=P * 256)
+    lut = _match(counts.reshape(P, 256).astype(np.float64), np.sort(r, 0))  # [P, 256]
+    return lut.reshape(*decoded.shape[1:], 256) if per_pixel else lut
 
 
 def apply(images, lut):
-    """uint8 images [N, C, H, W] -> the same through lut [C, 256]."""
+    """uint8 images [N, C, H, W] -> the same through lut [C, 256] (or [C, H, W, 256], per pixel)."""
     images, lut = np.asarray(images), np.asarray(lut)
-    if images.dtype != np.uint8 or images.ndim != 4 or lut.shape != (images.shape[1], 256):
-        raise ValueError(f"need uint8 images [N, C, H, W] and a lut [C, 256]; got {images.dtype} "
-                         f"{images.shape} and {lut.shape}")
-    return np.stack([lut[c][images[:, c]] for c in range(images.shape[1])], axis=1)
+    per_channel = (images.shape[1], 256) if images.ndim == 4 else None
+    if images.dtype != np.uint8 or images.ndim != 4 or lut.shape not in (per_channel, (*images.shape[1:], 256)):
+        raise ValueError(f"need uint8 images [N, C, H, W] and a lut [C, 256] or [C, H, W, 256]; got "
+                         f"{images.dtype} {images.shape} and {lut.shape}")
+    if lut.ndim == 2:
+        return np.stack([lut[c][images[:, c]] for c in range(images.shape[1])], axis=1)
+    flat = lut.reshape(-1, 256)                                               # [P, 256]
+    x = images.reshape(len(images), -1)                                       # [N, P]
+    return flat[np.arange(flat.shape[0]), x].reshape(images.shape)

@@ -44,6 +44,31 @@ def test_channels_are_fitted_separately():
     assert np.all(out[:, 0] == 0) and np.all(out[:, 1] == 255)
 
 
+def test_per_pixel_tables_see_only_their_own_position():
+    # [N, 1, 1, 2]: the left pixel's decoded 100 is black in the real data, the right one's is white
+    decoded = np.full((10, 1, 1, 2), 100, np.uint8)
+    real = np.zeros((10, 1, 1, 2), np.uint8)
+    real[:, 0, 0, 1] = 255
+    lut = calibrate.fit(decoded, real, per_pixel=True)
+    assert lut.shape == (1, 1, 2, 256)
+    out = calibrate.apply(decoded, lut)
+    assert np.all(out[:, 0, 0, 0] == 0) and np.all(out[:, 0, 0, 1] == 255)
+    shared = calibrate.apply(decoded, calibrate.fit(decoded, real))     # one table: both get the same value
+    assert np.all(shared[:, 0, 0, 0] == shared[:, 0, 0, 1])
+
+
+def test_per_pixel_equals_the_one_table_fit_of_each_position():
+    rng = np.random.default_rng(2)
+    decoded = rng.integers(0, 256, (300, 2, 3, 3)).astype(np.uint8)
+    real = (rng.integers(0, 256, (200, 2, 3, 3)) ** 2 // 255).astype(np.uint8)
+    lut = calibrate.fit(decoded, real, per_pixel=True)
+    out = calibrate.apply(decoded, lut)
+    for c, i, j in [(0, 0, 0), (1, 2, 1)]:
+        one = calibrate.fit(decoded[:, c:c + 1, i:i + 1, j:j + 1], real[:, c:c + 1, i:i + 1, j:j + 1])
+        assert np.array_equal(lut[c, i, j], one[0])
+        assert np.array_equal(out[:, c, i, j], one[0][decoded[:, c, i, j]])
+
+
 def test_bad_input_is_refused_with_a_reason():
     with pytest.raises(ValueError, match="uint8"):
         calibrate.fit(np.zeros((2, 1, 4, 4), np.float32), img([0, 1]))
@@ -51,3 +76,7 @@ def test_bad_input_is_refused_with_a_reason():
         calibrate.fit(img([0, 1], c=3), img([0, 1]))
     with pytest.raises(ValueError, match="lut"):
         calibrate.apply(img([0, 1], c=3), np.zeros((1, 256), np.uint8))
+    with pytest.raises(ValueError, match="image size"):
+        calibrate.fit(np.zeros((2, 1, 4, 4), np.uint8), np.zeros((2, 1, 5, 5), np.uint8), per_pixel=True)
+    with pytest.raises(ValueError, match="lut"):
+        calibrate.apply(np.zeros((2, 1, 4, 4), np.uint8), np.zeros((1, 5, 5, 256), np.uint8))
