@@ -5,7 +5,8 @@ bf16 autocast (`amp`) only pays where the hardware multiplies bf16 natively:
 - CPUs with AVX512-BF16 or AMX (Intel Sapphire Rapids and newer, AMD Zen 4 and newer): yes;
   measured 1.40-1.66x on every training and sampling path of `benchmarks/speed.py --quick --bf16`
   (AMD EPYC with AVX512-BF16, 2026-12-02).
-- Other CPUs (AVX2 only): no; bf16 is emulated there and ran about 4x slower than fp32.
+- Other CPUs (AVX2 only, or AVX512 without its BF16 extension): no; bf16 is emulated there and
+  ran about 4x slower than fp32 on an AVX2 EPYC.
 - MPS and anything undetectable: no (fp32, the safe default).
 Native bf16 is necessary, not sufficient: on an Intel Xeon with AVX512-BF16 and no AMX
 (2026-12-03) bf16 made the cpu preset's VQ-SVAE step 1.5-1.7x faster and its SDID step 1.2x slower
@@ -52,6 +53,12 @@ def cpu_bf16_flags():
     return tuple(f for f in BF16_CPU_FLAGS if f in cpu_flags())
 
 
+def vector_isa():
+    """The widest SIMD extension the CPU reports, for logs: 'AVX512F', 'AVX2' or 'no AVX2'."""
+    flags = cpu_flags()
+    return "AVX512F" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+
+
 def bf16_pays(device):
     """True where bf16 autocast is faster than fp32 on `device` (see the module docstring)."""
     kind = torch.device(device).type
@@ -70,7 +77,7 @@ def describe(device):
     elif kind == "cpu":
         flags = cpu_bf16_flags()
         name = (f"{cpu_model()}, {torch.get_num_threads()} threads, "
-                + (" + ".join(flags) if flags else "no native bf16 (AVX2 or older)"))
+                + (" + ".join(flags) if flags else f"no native bf16 ({vector_isa()}, no AVX512-BF16 or AMX)"))
     else:
         name = kind
     return f"{name}; bf16 autocast {'pays' if bf16_pays(device) else 'does not pay'}"

@@ -12,7 +12,14 @@ def test_avx2_only_cpu_keeps_fp32(monkeypatch):
     _with_flags(monkeypatch, {"sse4_2", "avx", "avx2", "fma"})
     assert hardware.cpu_bf16_flags() == ()
     assert hardware.bf16_pays("cpu") is False
-    assert "no native bf16" in hardware.describe("cpu")
+    assert "no native bf16 (AVX2," in hardware.describe("cpu")
+
+
+def test_avx512_without_bf16_keeps_fp32_and_says_which_cpu(monkeypatch):
+    # an Intel Xeon of 2026-12-07: AVX512F and VNNI, but neither AVX512-BF16 nor AMX
+    _with_flags(monkeypatch, {"avx2", "avx512f", "avx512_vnni"})
+    assert hardware.bf16_pays("cpu") is False
+    assert "no native bf16 (AVX512F, no AVX512-BF16 or AMX)" in hardware.describe("cpu")
 
 
 def test_avx512_bf16_or_amx_cpu_uses_bf16(monkeypatch):
