@@ -17,7 +17,7 @@ import torch
 from . import absorbing, fast, fid
 from .options import BF16_MIN_SPEEDUP
 from .sdid import SDID, make_denoiser
-from .train import autocast
+from .train import autocast, total_steps
 from .vqsvae import VQSVAE
 
 PAPER_FID = {"mnist": 37.50, "fmnist": 91.98, "kmnist": 59.23, "letters": 67.41, "cifar10": 120.5}
@@ -156,7 +156,7 @@ def stage_rows(args, vq_cfg, sd_cfg, shape, n_train, n_test, progress, device, m
     for key, name, cfg in (("vq", "VQ-SVAE", vq_cfg), ("sdid", "SDID", sd_cfg)):
         done, finished = progress[key]
         # a finished checkpoint knows its steps; n_train may then be a stand-in (run_all loads the test split)
-        total = done if finished else max(1, round(cfg.epochs * max(1, n_train // cfg.batch_size)))
+        total = done if finished else total_steps(cfg.epochs, n_train, cfg.batch_size)
         what = (f"T={cfg.T}, batch {cfg.batch_size}, {cfg.epochs:g} epochs = {total} steps, "
                 f"{'bf16' if cfg.amp else 'fp32'}")
         if finished:

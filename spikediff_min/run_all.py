@@ -37,7 +37,7 @@ from spikediff_min.evaluate import decode_all, encode_all, generate, reconstruct
 from spikediff_min.options import CPU_RECIPES, fid_label  # noqa: F401  (CPU_RECIPES: the recipes, for readers)
 from spikediff_min.sdid import train_sdid
 from spikediff_min.sdid import config_from_preset as sdid_config
-from spikediff_min.train import atomic_save, load_checkpoint, pick_device, read_checkpoint
+from spikediff_min.train import atomic_save, load_checkpoint, pick_device, read_checkpoint, steps_per_epoch
 from spikediff_min.vqsvae import train_vqsvae
 from spikediff_min.vqsvae import config_from_preset as vq_config
 
@@ -165,7 +165,7 @@ def fit_budget(args, stages, shape, n_train, device, measured, results):
             share = vq_share if key == "vq" else 1 - vq_share
             sec = measured.get(key) or plan.train_step_seconds(key, cfg, shape, device, repeats=5)
             measured[key] = sec
-            cfg.epochs = plan.epochs_for(minutes * 60 * share, sec, max(1, n_train // cfg.batch_size))
+            cfg.epochs = plan.epochs_for(minutes * 60 * share, sec, steps_per_epoch(n_train, cfg.batch_size))
             chosen[key] = {"epochs": cfg.epochs, "why": f"{share * minutes:g} min at {sec:.3f} s/step"}
         print(f"training budget {minutes:g} min: {key} {chosen[key]['epochs']:g} epochs ({chosen[key]['why']})",
               flush=True)

@@ -139,6 +139,17 @@ def load_checkpoint(path, config=None, meta=None, map_location="cpu"):
     return ckpt
 
 
+def steps_per_epoch(n, batch_size):
+    """Optimizer steps in one epoch of n examples (the last partial batch is dropped; at least 1)."""
+    return max(1, n // batch_size)
+
+
+def total_steps(epochs, n, batch_size):
+    """The steps a stage of `epochs` (fractional allowed) trains for: the one count the loop, the plan
+    and the budget share."""
+    return max(1, round(epochs * steps_per_epoch(n, batch_size)))
+
+
 def fit(model, step_fn, data, cfg, ckpt_path=None, meta=None, seed=0, desc="train",
         ckpt_every_s=120.0, progress=True, after_step=None, before_step=None):
     """Train `model` on `data` ([N, ...] tensor on any device) with `step_fn(model, batch) -> dict`.
@@ -149,8 +160,8 @@ def fit(model, step_fn, data, cfg, ckpt_path=None, meta=None, seed=0, desc="trai
     """
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
-    n_batches = max(1, len(data) // cfg.batch_size)
-    total = max(1, round(cfg.epochs * n_batches))
+    n_batches = steps_per_epoch(len(data), cfg.batch_size)
+    total = total_steps(cfg.epochs, len(data), cfg.batch_size)
     lr_at = (lambda s: cfg.lr * 0.5 * (1 + math.cos(math.pi * s / total))) if cfg.lr_schedule == "cosine" \
         else (lambda s: cfg.lr)
     step, history, seconds, saved_step = 0, {"step": []}, 0.0, None
