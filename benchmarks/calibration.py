@@ -45,9 +45,8 @@ def main(argv=None):
     test, _ = data.load_arrays(a.dataset, "test", root=a.data_root)
     recon = lambda x: decode_all(vq, encode_all(vq, x, device), device)
     decoded = recon(train[:a.fit_n])
-    fits = {"none": lambda: None, "global": lambda: calibrate.fit(decoded, train[:a.fit_n]),
-            "per-pixel": lambda: calibrate.fit(decoded, train[:a.fit_n], per_pixel=True)}
-    luts = {kind: fits[kind]() for kind in a.tables}
+    luts = {kind: None if kind == "none" else calibrate.fit(decoded, train[:a.fit_n], per_pixel=kind == "per-pixel")
+            for kind in a.tables}
     score = lambda im: float(fid.fid(im, a.dataset, root=a.data_root, device=device))
     real_black = float((test == 0).mean())
     sets = {"reconstruction": recon(test[:a.n])}

@@ -61,12 +61,8 @@ def fit(decoded, real, per_pixel=False):
 def apply(images, lut):
     """uint8 images [N, C, H, W] -> the same through lut [C, 256] (or [C, H, W, 256], per pixel)."""
     images, lut = np.asarray(images), np.asarray(lut)
-    per_channel = (images.shape[1], 256) if images.ndim == 4 else None
-    if images.dtype != np.uint8 or images.ndim != 4 or lut.shape not in (per_channel, (*images.shape[1:], 256)):
+    if images.dtype != np.uint8 or images.ndim != 4 or lut.shape not in ((images.shape[1], 256), (*images.shape[1:], 256)):
         raise ValueError(f"need uint8 images [N, C, H, W] and a lut [C, 256] or [C, H, W, 256]; got "
                          f"{images.dtype} {images.shape} and {lut.shape}")
-    if lut.ndim == 2:
-        return np.stack([lut[c][images[:, c]] for c in range(images.shape[1])], axis=1)
-    flat = lut.reshape(-1, 256)                                               # [P, 256]
-    x = images.reshape(len(images), -1)                                       # [N, P]
-    return flat[np.arange(flat.shape[0]), x].reshape(images.shape)
+    where = np.indices(images.shape[1:], sparse=True)[:lut.ndim - 1]   # each pixel's channel (, row, column)
+    return lut[(*where, images)]                                        # [N, C, H, W]
