@@ -36,6 +36,13 @@ from .vqsvae import RECON_LOSSES, VQ_PRESETS
 CPU_RECIPES = {"mnist": dict(train_minutes=50),
                "fmnist": dict(vq_T=2, vq_amp="off", train_minutes=50, vq_share=0.75),
                "cifar10": dict(vq_T=2, vq_epochs=3, sdid_epochs=3)}
+# On a machine without native bf16 (hardware.bf16_pays False: an AVX2 CPU, or AVX512 without its
+# BF16 extension) both stages train in fp32, 2.3-3x slower per step than on an AMX Xeon in bf16, so
+# the 50 minutes buy a third to a half of the epochs. There these entries override the recipe's:
+# mnist: a T=2 VQ-SVAE, 0.225 against 0.558 s per step on a 2-core AVX2 EPYC, so 14.27 epochs instead
+# of 5.75 in its 25 minutes: reconstruction FID-2k 8.91 against 10.44, FID-2k 20.02 against 20.79 (same machine,
+# seed and budget, calibrated; benchmarks/README.md, "A recipe for CPUs without native bf16").
+FP32_RECIPES = {"mnist": dict(vq_T=2)}
 # the sampling temperature of the CPU default evaluation. mnist: 1.0 annealed to 0.4 over the steps,
 # the best FID-2k measured and every class within 1.5x of its share, where 0.7 held ones at 2.6x
 # (benchmarks/README.md, "Mode coverage"); fmnist: the same annealing, FID-2k 113.88 against 123.66
@@ -113,8 +120,10 @@ POS_INT, POS_FLOAT, COUNT0 = number(int, 0), number(float, 0), number(int, 0, Fa
 
 def parse_args(argv=None, description=None):
     p = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    recipes = "; ".join(f"{d}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r.items())
-                        for d, r in CPU_RECIPES.items())
+    def flags(r):
+        return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r.items())
+    recipes = "; ".join(f"{d}: {flags(r)}" + (f", and {flags(FP32_RECIPES[d])} where the hardware has no native bf16"
+                                              if d in FP32_RECIPES else "") for d, r in CPU_RECIPES.items())
     p.add_argument("--dataset", default="mnist", choices=data.DATASETS, help="which dataset (default mnist, embedded)")
     p.add_argument("--preset", default="cpu", choices=sorted(VQ_PRESETS),
                    help="paper: the paper's settings, the GPU-sized setting (T=16, 100 + 200 epochs); cpu: sized "
@@ -206,6 +215,7 @@ def parse_args(argv=None, description=None):
     g.add_argument("--vq-amp", choices=["on", "off"], help="bf16 autocast of the VQ-SVAE only (wins over --amp)")
     g.add_argument("--sdid-amp", choices=["on", "off"], help="bf16 autocast of the SDID only (wins over --amp)")
     g.add_argument("--neuron", choices=["lif", "relu"], help="relu: the ANN twin, with T = 1 unless --T is given")
+    p.set_defaults(native_bf16=None)     # run_all.run sets it from the device (with_recipe)
     args = p.parse_args(argv)
     if args.neuron == "relu" and args.T is None:
         args.T = 1
@@ -214,8 +224,13 @@ def parse_args(argv=None, description=None):
 
 def with_recipe(args):
     """args with the cpu preset's recipe for its dataset filled in where no flag was given (a
-    stage's own flag, or the flag for both stages: --T for vq_T, --amp for vq_amp)."""
-    recipe = CPU_RECIPES.get(args.dataset, {}) if args.preset == "cpu" else {}
+    stage's own flag, or the flag for both stages: --T for vq_T, --amp for vq_amp). Where
+    args.native_bf16 is False (run_all.run sets it from hardware.bf16_pays), FP32_RECIPES' entries
+    win over CPU_RECIPES'; unset (None), the recipe is CPU_RECIPES'."""
+    recipe = {}
+    if args.preset == "cpu":
+        fp32 = FP32_RECIPES.get(args.dataset, {}) if getattr(args, "native_bf16", None) is False else {}
+        recipe = {**CPU_RECIPES.get(args.dataset, {}), **fp32}
     both = {"vq_T": "T", "vq_amp": "amp", "sdid_amp": "amp"}
     return argparse.Namespace(**{**vars(args), **{k: v for k, v in recipe.items() if getattr(args, k) is None
                                                   and getattr(args, both.get(k, k)) is None}})

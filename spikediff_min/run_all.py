@@ -172,6 +172,18 @@ def fit_budget(args, stages, shape, n_train, device, measured, results):
     results["budget"] = chosen
 
 
+def keep_started_T(args, vq_cfg, vq_path, results):
+    """The cpu recipe's VQ-SVAE T depends on the machine (options.FP32_RECIPES): where no --vq-T or
+    --T flag fixed it, a VQ-SVAE checkpoint in --out keeps the T it was started with, so a run moved
+    to a machine with (or without) native bf16 still resumes or evaluates there."""
+    if args.vq_T is None and args.T is None and os.path.exists(vq_path):
+        started = read_checkpoint(vq_path).get("config", {}).get("T", vq_cfg.T)
+        if started != vq_cfg.T:
+            print(f"VQ-SVAE: T={started} from its checkpoint {vq_path} (the recipe here says T={vq_cfg.T})", flush=True)
+            results["vq_T"] = {"T": started, "why": f"its checkpoint {vq_path}"}
+            vq_cfg.T = started
+
+
 def train_stages(args, device, out, info, amp_flags, results):
     """Stages 1-3 after printing the plan; a stage whose finished checkpoint exists is loaded."""
     vq_path, tok_path, sd_path = (os.path.join(out, f) for f in ("vq.pt", "tokens.pt", "sdid.pt"))
@@ -185,6 +197,7 @@ def train_stages(args, device, out, info, amp_flags, results):
     x_train, _ = data.load_arrays(args.dataset, "test" if both_done else "train", root=args.data_root)
     n_test = len(data.load_arrays(args.dataset, "test", root=args.data_root)[0])
     vq_cfg, sd_cfg = configs(args, x_train.shape[1])          # amp: set per stage by choose_amp
+    keep_started_T(args, vq_cfg, vq_path, results)
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
     trained = {k: read_checkpoint(p).get("config", {}).get("amp") for k, p in (("vq", vq_path), ("sdid", sd_path))
                if progress[k][1]}
@@ -456,6 +469,7 @@ def default_figures(args, out, ann=""):
 
 def run(args):
     device = pick_device(args.device)
+    args.native_bf16 = hardware.bf16_pays(device)       # picks the fp32 recipe where False (options.with_recipe)
     options.resolve_eval(args, device)
     amp_flags = options.amp_flags(args)
     amp_note = ", ".join(f"{'VQ-SVAE' if s == 'vq' else 'SDID'} {'bf16' if f else 'fp32'} ({why})"

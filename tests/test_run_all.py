@@ -80,6 +80,40 @@ def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     assert vq.T == 2 and vq.epochs < 1                                 # other presets: no recipe
 
 
+def _configs_on(native_bf16, *argv):
+    args = run_all.parse_args(list(argv))
+    args.native_bf16 = native_bf16                  # as run_all.run sets it from hardware.bf16_pays
+    return run_all.configs(args, in_channels=1)
+
+
+def test_cpu_recipe_without_native_bf16_trains_a_T2_tokenizer_unless_a_flag_says_otherwise():
+    assert run_all.parse_args([]).native_bf16 is None
+    assert [_configs_on(n)[0].T for n in (None, True, False)] == [4, 4, 2]     # mnist: T=2 only without bf16
+    vq, sd = _configs_on(False)
+    assert (sd.T, vq.epochs) == (4, 7)                                          # the SDID keeps its T=4
+    assert _configs_on(False, "--vq-T", "4")[0].T == _configs_on(False, "--T", "4")[0].T == 4   # flags win
+    assert _configs_on(False, "--preset", "smoke")[0].T == 2 and _configs_on(False, "--preset", "paper")[0].T == 16
+    assert _configs_on(True, "--dataset", "fmnist")[0].T == _configs_on(False, "--dataset", "fmnist")[0].T == 2
+
+
+def test_a_started_tokenizer_keeps_its_T_on_a_machine_whose_recipe_differs(tmp_path):
+    path = tmp_path / "vq.pt"
+    torch.save({"model": {}, "config": {"T": 4, "epochs": 13.0}, "step": 10, "done": False}, path)
+    args = run_all.parse_args([])
+    args.native_bf16 = False
+    vq, _ = run_all.configs(args, in_channels=1)
+    results = {}
+    run_all.keep_started_T(args, vq, str(path), results)
+    assert vq.T == 4 and "checkpoint" in results["vq_T"]["why"]         # trained at T=4 elsewhere: kept
+    args = run_all.parse_args(["--vq-T", "2"])
+    vq, _ = run_all.configs(args, in_channels=1)
+    run_all.keep_started_T(args, vq, str(path), results := {})
+    assert vq.T == 2 and results == {}                                  # a flag wins (load_checkpoint then refuses)
+    vq, _ = run_all.configs(run_all.parse_args([]), in_channels=1)
+    run_all.keep_started_T(run_all.parse_args([]), vq, str(tmp_path / "none.pt"), results)
+    assert vq.T == 4 and results == {}                                  # no checkpoint: the recipe's T
+
+
 def _budget(argv, tmp_path, measured):
     args = run_all.parse_args(argv)
     vq, sd = run_all.configs(args, in_channels=1)
