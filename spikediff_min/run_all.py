@@ -41,6 +41,8 @@ from spikediff_min.train import atomic_save, load_checkpoint, pick_device, read_
 from spikediff_min.vqsvae import train_vqsvae
 from spikediff_min.vqsvae import config_from_preset as vq_config
 
+STAGE_NAMES = {"vq": "VQ-SVAE", "sdid": "SDID"}
+
 
 def parse_args(argv=None):
     return options.parse_args(argv, __doc__)
@@ -139,7 +141,7 @@ def choose_amp(vq_cfg, sd_cfg, shape, device, flags, results, trained=None):
         cfg.amp, secs = plan.pick_amp(key, cfg, shape, device)      # the SDID's grid is H/4 x W/4
         measured[key] = secs["bf16" if cfg.amp else "fp32"]
         chosen[key] = {"amp": cfg.amp, "why": f"measured (bf16 needs {options.BF16_MIN_SPEEDUP}x)", "s_per_step": secs}
-        print(f"{'VQ-SVAE' if key == 'vq' else 'SDID'}: {secs['fp32']:.3f} s/step in fp32, "
+        print(f"{STAGE_NAMES[key]}: {secs['fp32']:.3f} s/step in fp32, "
               f"{secs['bf16']:.3f} in bf16: {'bf16' if cfg.amp else 'fp32'}", flush=True)
     results["amp"] = chosen
     return measured
@@ -172,16 +174,19 @@ def fit_budget(args, stages, shape, n_train, device, measured, results):
     results["budget"] = chosen
 
 
-def keep_started_T(args, vq_cfg, vq_path, results):
-    """The cpu recipe's VQ-SVAE T depends on the machine (options.FP32_RECIPES): where no --vq-T or
-    --T flag fixed it, a VQ-SVAE checkpoint in --out keeps the T it was started with, so a run moved
-    to a machine with (or without) native bf16 still resumes or evaluates there."""
-    if args.vq_T is None and args.T is None and os.path.exists(vq_path):
-        started = read_checkpoint(vq_path).get("config", {}).get("T", vq_cfg.T)
-        if started != vq_cfg.T:
-            print(f"VQ-SVAE: T={started} from its checkpoint {vq_path} (the recipe here says T={vq_cfg.T})", flush=True)
-            results["vq_T"] = {"T": started, "why": f"its checkpoint {vq_path}"}
-            vq_cfg.T = started
+def keep_started_T(args, stages, results):
+    """The cpu recipe's T per stage depends on the machine (options.FP32_RECIPES): where no flag fixed
+    a stage's T (--vq-T / --sdid-T, or --T), its checkpoint in --out keeps the T it was started with,
+    so a run moved to a machine with (or without) native bf16 still resumes or evaluates there.
+    stages: {"vq": (VQSVAEConfig, path), "sdid": (SDIDConfig, path)}, as fit_budget takes them."""
+    for key, (cfg, path) in stages.items():
+        if getattr(args, f"{key}_T") is None and args.T is None and os.path.exists(path):
+            started = read_checkpoint(path).get("config", {}).get("T", cfg.T)
+            if started != cfg.T:
+                print(f"{STAGE_NAMES[key]}: T={started} from its checkpoint {path} (the recipe here says "
+                      f"T={cfg.T})", flush=True)
+                results[f"{key}_T"] = {"T": started, "why": f"its checkpoint {path}"}
+                cfg.T = started
 
 
 def train_stages(args, device, out, info, amp_flags, results):
@@ -197,13 +202,13 @@ def train_stages(args, device, out, info, amp_flags, results):
     x_train, _ = data.load_arrays(args.dataset, "test" if both_done else "train", root=args.data_root)
     n_test = len(data.load_arrays(args.dataset, "test", root=args.data_root)[0])
     vq_cfg, sd_cfg = configs(args, x_train.shape[1])          # amp: set per stage by choose_amp
-    keep_started_T(args, vq_cfg, vq_path, results)
+    stages = {"vq": (vq_cfg, vq_path), "sdid": (sd_cfg, sd_path)}
+    keep_started_T(args, stages, results)
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
     trained = {k: read_checkpoint(p).get("config", {}).get("amp") for k, p in (("vq", vq_path), ("sdid", sd_path))
                if progress[k][1]}
     measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flags, results, trained)
-    fit_budget(args, {"vq": (vq_cfg, vq_path), "sdid": (sd_cfg, sd_path)}, x_train.shape[1:], len(x_train),
-               device, measured, results)
+    fit_budget(args, stages, x_train.shape[1:], len(x_train), device, measured, results)
     rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device, measured)
     results["plan"] = {"rows": [{"stage": r[0], "what": r[1], "expected_s": r[2]} for r in rows],
                        "total_s": plan.print_plan(rows, hardware.describe(device), args.dataset)}
@@ -472,7 +477,7 @@ def run(args):
     args.native_bf16 = hardware.bf16_pays(device)       # picks the fp32 recipe where False (options.with_recipe)
     options.resolve_eval(args, device)
     amp_flags = options.amp_flags(args)
-    amp_note = ", ".join(f"{'VQ-SVAE' if s == 'vq' else 'SDID'} {'bf16' if f else 'fp32'} ({why})"
+    amp_note = ", ".join(f"{STAGE_NAMES[s]} {'bf16' if f else 'fp32'} ({why})"
                          for s, (f, why) in amp_flags.items() if f is not None)
     if any(f is None for f, _ in amp_flags.values()):
         amp_note += ("; " if amp_note else "") + (

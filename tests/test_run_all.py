@@ -86,32 +86,39 @@ def _configs_on(native_bf16, *argv):
     return run_all.configs(args, in_channels=1)
 
 
-def test_cpu_recipe_without_native_bf16_trains_a_T2_tokenizer_unless_a_flag_says_otherwise():
+def test_cpu_recipe_without_native_bf16_trains_both_stages_at_T2_unless_a_flag_says_otherwise():
     assert run_all.parse_args([]).native_bf16 is None
-    assert [_configs_on(n)[0].T for n in (None, True, False)] == [4, 4, 2]     # mnist: T=2 only without bf16
-    vq, sd = _configs_on(False)
-    assert (sd.T, vq.epochs) == (4, 7)                                          # the SDID keeps its T=4
-    assert _configs_on(False, "--vq-T", "4")[0].T == _configs_on(False, "--T", "4")[0].T == 4   # flags win
+    Ts = [tuple(c.T for c in _configs_on(n)) for n in (None, True, False)]
+    assert Ts == [(4, 4), (4, 4), (2, 2)]                                       # mnist: T=2 only without bf16
+    assert _configs_on(False)[0].epochs == 7                                    # the rest of the preset stays
+    assert _configs_on(False, "--vq-T", "4")[0].T == 4 and _configs_on(False, "--vq-T", "4")[1].T == 2
+    assert _configs_on(False, "--sdid-T", "4")[1].T == 4 and _configs_on(False, "--sdid-T", "4")[0].T == 2
+    assert [c.T for c in _configs_on(False, "--T", "4")] == [4, 4]              # flags win
     assert _configs_on(False, "--preset", "smoke")[0].T == 2 and _configs_on(False, "--preset", "paper")[0].T == 16
     assert _configs_on(True, "--dataset", "fmnist")[0].T == _configs_on(False, "--dataset", "fmnist")[0].T == 2
 
 
-def test_a_started_tokenizer_keeps_its_T_on_a_machine_whose_recipe_differs(tmp_path):
+def test_a_started_stage_keeps_its_T_on_a_machine_whose_recipe_differs(tmp_path):
     path = tmp_path / "vq.pt"
     torch.save({"model": {}, "config": {"T": 4, "epochs": 13.0}, "step": 10, "done": False}, path)
+    none = str(tmp_path / "none.pt")
+
+    def kept(argv, vq_path, native_bf16=False):
+        args = run_all.parse_args(argv)
+        args.native_bf16 = native_bf16
+        vq, sd = run_all.configs(args, in_channels=1)
+        results = {}
+        run_all.keep_started_T(args, {"vq": (vq, vq_path), "sdid": (sd, none)}, results)
+        return vq.T, results
+    T, results = kept([], str(path))
+    assert T == 4 and "checkpoint" in results["vq_T"]["why"]      # trained at T=4 elsewhere: kept
+    assert kept(["--vq-T", "2"], str(path)) == (2, {})              # a flag wins (load_checkpoint then refuses)
+    assert kept([], none, native_bf16=True) == (4, {})              # no checkpoint: the recipe's T
     args = run_all.parse_args([])
-    args.native_bf16 = False
-    vq, _ = run_all.configs(args, in_channels=1)
-    results = {}
-    run_all.keep_started_T(args, vq, str(path), results)
-    assert vq.T == 4 and "checkpoint" in results["vq_T"]["why"]         # trained at T=4 elsewhere: kept
-    args = run_all.parse_args(["--vq-T", "2"])
-    vq, _ = run_all.configs(args, in_channels=1)
-    run_all.keep_started_T(args, vq, str(path), results := {})
-    assert vq.T == 2 and results == {}                                  # a flag wins (load_checkpoint then refuses)
-    vq, _ = run_all.configs(run_all.parse_args([]), in_channels=1)
-    run_all.keep_started_T(run_all.parse_args([]), vq, str(tmp_path / "none.pt"), results)
-    assert vq.T == 4 and results == {}                                  # no checkpoint: the recipe's T
+    vq, sd = run_all.configs(args, in_channels=1)                   # the SDID's T follows the same rule
+    sd.T = 2                                                        # as a recipe elsewhere could say
+    run_all.keep_started_T(args, {"vq": (vq, none), "sdid": (sd, str(path))}, results := {})
+    assert sd.T == 4 and "sdid_T" in results and "vq_T" not in results
 
 
 def _budget(argv, tmp_path, measured):
