@@ -26,6 +26,9 @@ MEASURED = {"mnist": "FID-10k 11.55 (cpu preset, 50-min budget, calibrated, figu
             "fmnist": "FID-10k 70.25 (cpu preset, 50-min budget, figures/fmnist/results.json, 2026-12-05)"}
 
 
+STAGE_NAMES = {"vq": "VQ-SVAE", "sdid": "SDID"}       # the plan's and run_all's name for each stage
+
+
 def _sync(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -153,8 +156,8 @@ def stage_rows(args, vq_cfg, sd_cfg, shape, n_train, n_test, progress, device, m
     (steps done, finished?) from the checkpoints in --out; `measured` maps "vq"/"sdid" to a step
     time already measured with the stage's config (pick_amp's), which is then not measured again."""
     rows = []
-    for key, name, cfg in (("vq", "VQ-SVAE", vq_cfg), ("sdid", "SDID", sd_cfg)):
-        done, finished = progress[key]
+    for key, cfg in (("vq", vq_cfg), ("sdid", sd_cfg)):
+        name, (done, finished) = STAGE_NAMES[key], progress[key]
         # a finished checkpoint knows its steps; n_train may then be a stand-in (run_all loads the test split)
         total = done if finished else total_steps(cfg.epochs, n_train, cfg.batch_size)
         what = (f"T={cfg.T}, batch {cfg.batch_size}, {cfg.epochs:g} epochs = {total} steps, "

@@ -35,13 +35,12 @@ from spikediff_min import calibrate, data, errors, fid, hardware, options, plan,
 from spikediff_min.energy import E_AC_PJ, E_MAC_PJ, energy_per_generated_image, energy_per_reconstruction
 from spikediff_min.evaluate import decode_all, encode_all, generate, reconstruction_metrics
 from spikediff_min.options import CPU_RECIPES, fid_label  # noqa: F401  (CPU_RECIPES: the recipes, for readers)
+from spikediff_min.plan import STAGE_NAMES
 from spikediff_min.sdid import train_sdid
 from spikediff_min.sdid import config_from_preset as sdid_config
 from spikediff_min.train import atomic_save, load_checkpoint, pick_device, read_checkpoint, steps_per_epoch
 from spikediff_min.vqsvae import train_vqsvae
 from spikediff_min.vqsvae import config_from_preset as vq_config
-
-STAGE_NAMES = {"vq": "VQ-SVAE", "sdid": "SDID"}
 
 
 def parse_args(argv=None):
@@ -205,8 +204,7 @@ def train_stages(args, device, out, info, amp_flags, results):
     stages = {"vq": (vq_cfg, vq_path), "sdid": (sd_cfg, sd_path)}
     keep_started_T(args, stages, results)
     sd_cfg.num_codes, sd_cfg.num_timesteps = vq_cfg.num_codes, (x_train.shape[2] // 4) * (x_train.shape[3] // 4)
-    trained = {k: read_checkpoint(p).get("config", {}).get("amp") for k, p in (("vq", vq_path), ("sdid", sd_path))
-               if progress[k][1]}
+    trained = {k: read_checkpoint(p).get("config", {}).get("amp") for k, (_, p) in stages.items() if progress[k][1]}
     measured = choose_amp(vq_cfg, sd_cfg, x_train.shape[1:], device, amp_flags, results, trained)
     fit_budget(args, stages, x_train.shape[1:], len(x_train), device, measured, results)
     rows = plan.stage_rows(args, vq_cfg, sd_cfg, x_train.shape[1:], len(x_train), n_test, progress, device, measured)
