@@ -32,9 +32,12 @@ from .vqsvae import RECON_LOSSES, VQ_PRESETS
 # 2-core Xeon and about 31 on a 2-core EPYC with AVX512-BF16, so no fixed count fits both.
 # fmnist (2026-12-05): the same 50 minutes, 3/4 of them for its VQ-SVAE, the bound there (reconstruction
 # FID 132 -> 73 from 2.5 to 10 epochs, while 5.5 SDID epochs scored no better than 3.5; until then a
-# fixed 14 + 3.5 epochs, 31.8 min on the EPYC).
+# fixed 14 + 3.5 epochs, 31.8 min on the EPYC). Its VQ-SVAE trains at batch 16, not the preset's 128
+# (2026-12-07): in about the same CPU time, 5.88 epochs at batch 16 reconstruct at FID-2k 60.60 against
+# 98.08 for 7.06 epochs at 128 (64: 86.28, 32: 69.15; benchmarks/README.md, "The tokenizer's batch size");
+# at the full budget it gained less: 54.05 against 58.63 (uncalibrated), FID-10k 57.08 calibrated.
 CPU_RECIPES = {"mnist": dict(train_minutes=50),
-               "fmnist": dict(vq_T=2, vq_amp="off", train_minutes=50, vq_share=0.75),
+               "fmnist": dict(vq_T=2, vq_amp="off", vq_batch_size=16, train_minutes=50, vq_share=0.75),
                "cifar10": dict(vq_T=2, vq_epochs=3, sdid_epochs=3)}
 # On a machine without native bf16 (hardware.bf16_pays False: an AVX2 CPU, or AVX512 without its
 # BF16 extension) both stages train in fp32, 2.3-3x slower per step than on an AMX Xeon in bf16, so
@@ -178,6 +181,8 @@ def parse_args(argv=None, description=None):
     g.add_argument("--sdid-T", type=POS_INT, help="SNN time steps of the SDID only (wins over --T); the SDID sees "
                                                   "tokens, so its T need not match the VQ-SVAE's")
     g.add_argument("--batch-size", type=POS_INT, help="batch size")
+    g.add_argument("--vq-batch-size", type=POS_INT,
+                   help="batch size of the VQ-SVAE only (wins over --batch-size)")
     g.add_argument("--lr", type=POS_FLOAT, help="AdamW learning rate")
     g.add_argument("--vq-epochs", type=POS_FLOAT, help="VQ-SVAE epochs (fractions allowed)")
     g.add_argument("--sdid-epochs", type=POS_FLOAT, help="SDID epochs (fractions allowed)")
@@ -227,14 +232,15 @@ def parse_args(argv=None, description=None):
 
 def with_recipe(args):
     """args with the cpu preset's recipe for its dataset filled in where no flag was given (a
-    stage's own flag, or the flag for both stages: --T for vq_T and sdid_T, --amp for vq_amp). Where
+    stage's own flag, or the flag for both stages: --T for vq_T and sdid_T, --amp for vq_amp,
+    --batch-size for vq_batch_size). Where
     args.native_bf16 is False (run_all.run sets it from hardware.bf16_pays), FP32_RECIPES' entries
     win over CPU_RECIPES'; unset (None), the recipe is CPU_RECIPES'."""
     recipe = {}
     if args.preset == "cpu":
         fp32 = FP32_RECIPES.get(args.dataset, {}) if getattr(args, "native_bf16", None) is False else {}
         recipe = {**CPU_RECIPES.get(args.dataset, {}), **fp32}
-    both = {"vq_T": "T", "sdid_T": "T", "vq_amp": "amp", "sdid_amp": "amp"}
+    both = {"vq_T": "T", "sdid_T": "T", "vq_amp": "amp", "sdid_amp": "amp", "vq_batch_size": "batch_size"}
     return argparse.Namespace(**{**vars(args), **{k: v for k, v in recipe.items() if getattr(args, k) is None
                                                   and getattr(args, both.get(k, k)) is None}})
 

@@ -56,7 +56,8 @@ def configs(args, in_channels, amp=None):
     amps = {s: amp if amp is not None else flags[s][0] for s in ("vq", "sdid")}
     common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
                                     neuron=args.neuron).items() if v is not None}
-    vq_only = {k: v for k, v in dict(T=args.vq_T, epochs=args.vq_epochs, code_dim=args.code_dim,
+    vq_only = {k: v for k, v in dict(T=args.vq_T, batch_size=args.vq_batch_size, epochs=args.vq_epochs,
+                                     code_dim=args.code_dim,
                                      width=args.width, adv_weight=args.adv_weight,
                                      mid_blocks=args.mid_blocks, dec_blocks=args.dec_blocks,
                                      recon_loss=args.recon_loss,

@@ -69,6 +69,9 @@ def test_adv_weight_flag_reaches_the_vq_config_only_and_is_checked():
 def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist"]), in_channels=1)
     assert (vq.T, sd.T, vq.amp) == (2, 4, False)                      # VQ-SVAE at T=2, in fp32
+    assert (vq.batch_size, sd.batch_size) == (16, 128)                 # small batches for its VQ-SVAE only
+    vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--batch-size", "64"]), in_channels=1)
+    assert vq.batch_size == sd.batch_size == 64                        # --batch-size wins over the recipe
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--amp", "on"]), in_channels=1)
     assert vq.amp is sd.amp is True                                    # --amp wins over the recipe
     vq, sd = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--T", "4", "--vq-epochs", "3"]), 1)
@@ -78,6 +81,12 @@ def test_cpu_preset_fashion_mnist_recipe_and_flags_that_win():
                                                                        # fit_budget replaces before training
     vq, _ = run_all.configs(run_all.parse_args(["--dataset", "fmnist", "--preset", "smoke"]), 1)
     assert vq.T == 2 and vq.epochs < 1                                 # other presets: no recipe
+    vq, sd = run_all.configs(run_all.parse_args(["--vq-batch-size", "32"]), in_channels=1)
+    assert (vq.batch_size, sd.batch_size) == (32, 128)                 # the VQ-SVAE's own batch size
+    vq, sd = run_all.configs(run_all.parse_args(["--batch-size", "16", "--vq-batch-size", "32"]), 1)
+    assert (vq.batch_size, sd.batch_size) == (32, 16)                  # its own flag wins over --batch-size
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--vq-batch-size", "0"])
 
 
 def _configs_on(native_bf16, *argv):
@@ -143,10 +152,11 @@ def test_training_budget_sets_the_epochs_from_measured_step_times(tmp_path):
     vq_e, sd_e, res = _budget(["--train-minutes", "0"], tmp_path, {"vq": 0.25, "sdid": 0.5})
     assert (vq_e, sd_e, res) == (7, 6, {})                              # 0: the preset's fixed epochs
     vq_e, sd_e, res = _budget(["--dataset", "fmnist"], tmp_path, {"vq": 0.25, "sdid": 0.5})
-    assert (vq_e, sd_e) == (round(2250 / (0.25 * 468), 2), round(750 / (0.5 * 468), 2)) == (19.23, 3.21)
+    assert (vq_e, sd_e) == (round(2250 / (0.25 * 3750), 2), round(750 / (0.5 * 468), 2)) == (2.4, 3.21)
+                                                                        # its VQ-SVAE at batch 16: 3,750 steps
     assert res["budget"]["vq_share"] == 0.75                            # fmnist: 3/4 to its tokenizer
     vq_e, sd_e, res = _budget(["--dataset", "fmnist", "--vq-share", "0.5"], tmp_path, {"vq": 0.25, "sdid": 0.5})
-    assert (vq_e, sd_e, res["budget"]["vq_share"]) == (12.82, 6.41, 0.5)   # the flag wins over the recipe
+    assert (vq_e, sd_e, res["budget"]["vq_share"]) == (1.6, 6.41, 0.5)     # the flag wins over the recipe
     vq_e, sd_e, _ = _budget(["--dataset", "fmnist", "--preset", "smoke", "--train-minutes", "10"], tmp_path,
                             {"vq": 0.25, "sdid": 0.5})
     assert (vq_e, sd_e) == (1.28, 0.64)               # no recipe: half each (smoke: 937 steps per epoch)
