@@ -23,7 +23,7 @@ from .vqsvae import VQSVAE
 PAPER_FID = {"mnist": 37.50, "fmnist": 91.98, "kmnist": 59.23, "letters": 67.41, "cifar10": 120.5}
 # measured here with the cpu preset (README, figures/<dataset>/results.json); others: none yet
 MEASURED = {"mnist": "FID-10k 11.55 (cpu preset, 50-min budget, calibrated, figures/mnist/results.json, 2026-12-06)",
-            "fmnist": "FID-10k 70.25 (cpu preset, 50-min budget, figures/fmnist/results.json, 2026-12-05)"}
+            "fmnist": "FID-10k 57.08 (cpu preset, 50-min budget, calibrated, figures/fmnist/results.json, 2026-12-08)"}
 
 
 STAGE_NAMES = {"vq": "VQ-SVAE", "sdid": "SDID"}       # the plan's and run_all's name for each stage
