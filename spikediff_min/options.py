@@ -182,7 +182,9 @@ def parse_args(argv=None, description=None):
                                                   "tokens, so its T need not match the VQ-SVAE's")
     g.add_argument("--batch-size", type=POS_INT, help="batch size")
     g.add_argument("--vq-batch-size", type=POS_INT,
-                   help="batch size of the VQ-SVAE only (wins over --batch-size)")
+                   help="batch size of the VQ-SVAE only (wins over --batch-size); the cpu preset's fmnist recipe "
+                        f"sets {CPU_RECIPES['fmnist']['vq_batch_size']}: on 2 cores a small batch costs little more "
+                        "per image and buys many more optimizer steps (benchmarks/README.md)")
     g.add_argument("--lr", type=POS_FLOAT, help="AdamW learning rate")
     g.add_argument("--vq-epochs", type=POS_FLOAT, help="VQ-SVAE epochs (fractions allowed)")
     g.add_argument("--sdid-epochs", type=POS_FLOAT, help="SDID epochs (fractions allowed)")
@@ -233,9 +235,9 @@ def parse_args(argv=None, description=None):
 def with_recipe(args):
     """args with the cpu preset's recipe for its dataset filled in where no flag was given (a
     stage's own flag, or the flag for both stages: --T for vq_T and sdid_T, --amp for vq_amp,
-    --batch-size for vq_batch_size). Where
-    args.native_bf16 is False (run_all.run sets it from hardware.bf16_pays), FP32_RECIPES' entries
-    win over CPU_RECIPES'; unset (None), the recipe is CPU_RECIPES'."""
+    --batch-size for vq_batch_size). Where args.native_bf16 is False (run_all.run sets it from
+    hardware.bf16_pays), FP32_RECIPES' entries win over CPU_RECIPES'; unset (None), the recipe is
+    CPU_RECIPES'."""
     recipe = {}
     if args.preset == "cpu":
         fp32 = FP32_RECIPES.get(args.dataset, {}) if getattr(args, "native_bf16", None) is False else {}

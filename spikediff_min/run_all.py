@@ -57,8 +57,7 @@ def configs(args, in_channels, amp=None):
     common = {k: v for k, v in dict(T=args.T, batch_size=args.batch_size, lr=args.lr, num_codes=args.num_codes,
                                     neuron=args.neuron).items() if v is not None}
     vq_only = {k: v for k, v in dict(T=args.vq_T, batch_size=args.vq_batch_size, epochs=args.vq_epochs,
-                                     code_dim=args.code_dim,
-                                     width=args.width, adv_weight=args.adv_weight,
+                                     code_dim=args.code_dim, width=args.width, adv_weight=args.adv_weight,
                                      mid_blocks=args.mid_blocks, dec_blocks=args.dec_blocks,
                                      recon_loss=args.recon_loss,
                                      amp=amps["vq"]).items() if v is not None}
